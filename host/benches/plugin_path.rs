@@ -1,0 +1,333 @@
+//! Plugin-path benchmark: the cost of crossing into a plugin, and each
+//! feed's parser + transform chain in the real sandbox (batched, instance
+//! reused) against the same Rust logic compiled natively.
+//!
+//! Run with `./x bench` (or `cargo bench -p pipehost --bench plugin_path`
+//! after `./x build-plugins`). `--quick` runs a short pass (used to keep the
+//! benchmark working in CI). Prints one table; target: wasm >= 0.6x native.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pipehost::plugin::{
+    EngineSettings, Event as HostEvent, Outcome as HostOutcome, PluginEngine, PluginKind,
+    PluginSettings, RawRecord as HostRaw, Source as HostSource,
+};
+use pipehost_guest::types::{RawRecord as GuestRaw, Source as GuestSource};
+
+const BATCH: usize = 1000;
+
+struct Feed {
+    name: &'static str,
+    lines: Vec<Vec<u8>>,
+}
+
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("PIPEHOST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        })
+}
+
+fn guest_source(feed: &str, i: usize) -> GuestSource {
+    GuestSource {
+        feed: feed.into(),
+        shard: "shard-0".into(),
+        sequence: i.to_string(),
+        partition_key: String::new(),
+        arrival_time_ms: 0,
+    }
+}
+
+fn host_source(feed: &str, i: usize) -> HostSource {
+    HostSource {
+        feed: feed.into(),
+        shard: "shard-0".into(),
+        sequence: i.to_string(),
+        partition_key: String::new(),
+        arrival_time_ms: 0,
+    }
+}
+
+/// Records from the feed's own generator (run natively), so both paths see
+/// identical, realistic input.
+fn make_feed(name: &'static str, records: usize) -> Feed {
+    let ticks = records.div_ceil(BATCH);
+    let mut lines = Vec::with_capacity(records);
+    for n in 0..ticks {
+        let count = BATCH.min(records - lines.len()) as u32;
+        let time_ms = 1_795_420_800_000 + n as i64 * 1000;
+        let out: Vec<(String, Vec<u8>)> = match name {
+            "forex" => forex_generator::Generator::from_config_json("{}")
+                .unwrap()
+                .generate(&forex_generator::Tick {
+                    seed: 7,
+                    number: n as u64,
+                    time_ms,
+                    count,
+                })
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.partition_key, g.data))
+                .collect(),
+            "stock" => stock_generator::Generator::from_config_json("{}")
+                .unwrap()
+                .generate(&stock_generator::Tick {
+                    seed: 7,
+                    number: n as u64,
+                    time_ms,
+                    count,
+                })
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.partition_key, g.data))
+                .collect(),
+            _ => news_generator::Generator::from_config_json("{}")
+                .unwrap()
+                .generate(&news_generator::Tick {
+                    seed: 7,
+                    number: n as u64,
+                    time_ms,
+                    count,
+                })
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.partition_key, g.data))
+                .collect(),
+        };
+        lines.extend(out.into_iter().map(|(_, d)| d));
+    }
+    Feed { name, lines }
+}
+
+/// Native chain: returns events kept/split.
+fn native_chain(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
+    let mut kept = 0;
+    macro_rules! chain {
+        ($parser:ident, $transform:ident) => {{
+            let p = $parser::Parser::from_config_json("{}").unwrap();
+            let t = $transform::Transform::from_config_json("{}").unwrap();
+            for batch in batches {
+                let events: Vec<_> = p
+                    .parse(batch)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .flatten()
+                    .collect();
+                for o in t.transform(events) {
+                    kept += match o {
+                        $transform::Outcome::Keep(e) => {
+                            black_box(e);
+                            1
+                        }
+                        $transform::Outcome::Split(v) => v.len(),
+                        _ => 0,
+                    };
+                }
+            }
+        }};
+    }
+    match feed {
+        "forex" => chain!(forex_parser, forex_transform),
+        "stock" => chain!(stock_parser, stock_transform),
+        _ => chain!(news_parser, news_transform),
+    }
+    kept
+}
+
+fn wasm_chain(
+    parser: &mut pipehost::plugin::PluginInstance,
+    transform: &mut pipehost::plugin::PluginInstance,
+    batches: &[Vec<HostRaw>],
+) -> usize {
+    let mut kept = 0;
+    for batch in batches {
+        let events: Vec<HostEvent> = parser
+            .parse(batch)
+            .unwrap()
+            .into_iter()
+            .filter_map(Result::ok)
+            .flatten()
+            .collect();
+        for o in transform.transform(&events).unwrap() {
+            kept += match o {
+                HostOutcome::Keep(e) => {
+                    black_box(e);
+                    1
+                }
+                HostOutcome::Split(v) => v.len(),
+                _ => 0,
+            };
+        }
+    }
+    kept
+}
+
+/// Best of `reps` runs of `f`.
+fn best<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let out = f();
+        best = best.min(t.elapsed());
+        last = Some(out);
+    }
+    (best, last.unwrap())
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let records = if quick { 5_000 } else { 200_000 };
+    let reps = if quick { 1 } else { 5 };
+    let dir = plugin_dir();
+    let engine = PluginEngine::new(EngineSettings {
+        cache_dir: None,
+        ..Default::default()
+    })
+    .expect("engine");
+    let load = |name: &str, kind| {
+        let path = dir.join(format!("{name}.wasm"));
+        engine
+            .load(&path, kind, PluginSettings::default())
+            .unwrap_or_else(|e| panic!("{e} (run ./x build-plugins first)"))
+    };
+
+    println!("pipehost plugin-path benchmark");
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+    println!(
+        "build:   {}",
+        if cfg!(debug_assertions) {
+            "DEBUG (numbers meaningless)"
+        } else {
+            "release"
+        }
+    );
+    println!();
+
+    // Boundary cost: an empty batch and a one-record batch, instance reused.
+    let parser = load("forex_parser", PluginKind::Parser);
+    let mut inst = parser.instantiate("{}").unwrap();
+    let calls = if quick { 2_000 } else { 100_000 };
+    let (empty, _) = best(reps, || {
+        for _ in 0..calls {
+            black_box(inst.parse(&[]).unwrap());
+        }
+    });
+    let line = make_feed("forex", 1).lines.remove(0);
+    let one = [HostRaw {
+        data: line,
+        source: host_source("forex", 0),
+    }];
+    let (single, _) = best(reps, || {
+        for _ in 0..calls {
+            black_box(inst.parse(&one).unwrap());
+        }
+    });
+    let (fresh, _) = best(reps, || {
+        for _ in 0..(calls / 50).max(10) {
+            black_box(parser.instantiate("{}").unwrap());
+        }
+    });
+    println!("boundary cost (forex parser, instance reused)");
+    println!(
+        "  empty batch call          {:>8.2} µs",
+        empty.as_secs_f64() * 1e6 / calls as f64
+    );
+    println!(
+        "  1-record batch call       {:>8.2} µs",
+        single.as_secs_f64() * 1e6 / calls as f64
+    );
+    println!(
+        "  new instance + init       {:>8.2} µs",
+        fresh.as_secs_f64() * 1e6 / (calls / 50).max(10) as f64
+    );
+    println!();
+
+    println!("parser + transform chain, batches of {BATCH}, {records} records, best of {reps}");
+    println!(
+        "{:<6} {:>14} {:>14} {:>10} {:>10} {:>8} {:>7}",
+        "feed", "native rec/s", "wasm rec/s", "native MB/s", "wasm MB/s", "ratio", "target"
+    );
+    let mut all_ok = true;
+    for feed in ["forex", "stock", "news"] {
+        let f = make_feed(feed, records);
+        let bytes: usize = f.lines.iter().map(Vec::len).sum();
+        let guest_batches: Vec<Vec<GuestRaw>> = f
+            .lines
+            .chunks(BATCH)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, d)| GuestRaw {
+                        data: d.clone(),
+                        source: guest_source(f.name, i),
+                    })
+                    .collect()
+            })
+            .collect();
+        let host_batches: Vec<Vec<HostRaw>> = f
+            .lines
+            .chunks(BATCH)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, d)| HostRaw {
+                        data: d.clone(),
+                        source: host_source(f.name, i),
+                    })
+                    .collect()
+            })
+            .collect();
+        let p = load(&format!("{feed}_parser"), PluginKind::Parser);
+        let t = load(&format!("{feed}_transform"), PluginKind::Transform);
+        let mut pi = p.instantiate("{}").unwrap();
+        let mut ti = t.instantiate("{}").unwrap();
+        let (native, n_out) = best(reps, || native_chain(feed, &guest_batches));
+        let (wasm, w_out) = best(reps, || wasm_chain(&mut pi, &mut ti, &host_batches));
+        assert_eq!(
+            n_out, w_out,
+            "{feed}: native and wasm disagree on the output"
+        );
+        let n = f.lines.len() as f64;
+        let ratio = native.as_secs_f64() / wasm.as_secs_f64();
+        all_ok &= ratio >= 0.6;
+        println!(
+            "{:<6} {:>14.0} {:>14.0} {:>10.1} {:>10.1} {:>7.2}x {:>7}",
+            feed,
+            n / native.as_secs_f64(),
+            n / wasm.as_secs_f64(),
+            bytes as f64 / native.as_secs_f64() / 1e6,
+            bytes as f64 / wasm.as_secs_f64() / 1e6,
+            ratio,
+            if ratio >= 0.6 { ">=0.6 ok" } else { "MISSED" }
+        );
+    }
+    println!();
+    println!(
+        "wasm/native ratio target (>= 0.6x): {}",
+        if all_ok {
+            "met for every feed"
+        } else {
+            "MISSED for at least one feed"
+        }
+    );
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

@@ -1,0 +1,135 @@
+//! The embedded local backend: the four services on one machine, durable
+//! on disk under one data directory, with nothing else to install.
+//!
+//! ```text
+//! <data_dir>/pipehost.db          SQLite (WAL): stream shards, producer
+//!                                 positions, queues, checkpoints, object
+//!                                 metadata, notifications, subscriptions
+//! <data_dir>/objects/<bucket>/…   object bodies, laid out like S3 keys
+//! ```
+//!
+//! Every state change is one SQLite transaction, so a process killed at any
+//! point leaves a consistent state: records and their producer position
+//! commit together, queue messages and the bridge checkpoint commit
+//! together, a notification and its deliveries commit together. Object
+//! bodies are written to a temporary file and renamed into place before
+//! their metadata row is written.
+
+mod db;
+mod notifier;
+mod queue;
+mod store;
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use db::Db;
+pub use notifier::LocalNotifier;
+pub use queue::LocalQueue;
+pub use store::LocalObjectStore;
+pub use stream::LocalStream;
+
+use super::Backend;
+use crate::plan::{Plan, SyncMode};
+
+/// The resource names and settings the local backend creates.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub stream: String,
+    pub shards: u32,
+    pub queue: String,
+    pub dead_letter: String,
+    pub visibility: Duration,
+    pub max_receives: u32,
+    pub bucket: String,
+    pub topic: String,
+    pub subscribers: Vec<String>,
+}
+
+impl Names {
+    pub fn from_plan(plan: &Plan) -> Self {
+        Self {
+            stream: plan.stream_name.clone(),
+            shards: plan.shards,
+            queue: plan.queue_name.clone(),
+            dead_letter: plan.dead_letter_queue.clone(),
+            visibility: plan.visibility_timeout,
+            max_receives: plan.max_receives,
+            bucket: plan.bucket.clone(),
+            topic: plan.topic.clone(),
+            subscribers: plan.subscribers.clone(),
+        }
+    }
+}
+
+/// An opened local backend.
+pub struct LocalBackend {
+    db: Arc<Db>,
+    names: Names,
+    objects_root: PathBuf,
+    sync: SyncMode,
+}
+
+/// Default visibility for queues without their own settings (subscribers).
+const SUBSCRIBER_VISIBILITY: Duration = Duration::from_secs(30);
+
+impl LocalBackend {
+    /// Opens (creating if needed) the backend under `data_dir`.
+    pub fn open(data_dir: &Path, sync: SyncMode, names: &Names) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let db = Arc::new(Db::open(&data_dir.join("pipehost.db"), &sync)?);
+        db.ensure_stream(&names.stream, names.shards)?;
+        db.ensure_queue(&names.dead_letter, SUBSCRIBER_VISIBILITY, 0, None)?;
+        db.ensure_queue(
+            &names.queue,
+            names.visibility,
+            names.max_receives,
+            Some(&names.dead_letter),
+        )?;
+        for s in &names.subscribers {
+            db.ensure_queue(s, SUBSCRIBER_VISIBILITY, 0, None)?;
+            db.ensure_subscription(&names.topic, s)?;
+        }
+        Ok(Self {
+            db,
+            names: names.clone(),
+            objects_root: data_dir.join("objects"),
+            sync,
+        })
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The trait objects the stages use.
+    pub fn backend(&self) -> Backend {
+        let db = self.db.clone();
+        Backend {
+            stream: Arc::new(LocalStream::new(
+                self.db.clone(),
+                &self.names.stream,
+                self.names.shards,
+            )),
+            queue: Arc::new(LocalQueue::new(self.db.clone(), &self.names.queue)),
+            dead_letter: Arc::new(LocalQueue::new(self.db.clone(), &self.names.dead_letter)),
+            store: Arc::new(LocalObjectStore::new(
+                self.db.clone(),
+                &self.objects_root,
+                &self.names.bucket,
+                self.sync == SyncMode::Full,
+            )),
+            notifier: Arc::new(LocalNotifier::new(self.db.clone(), &self.names.topic)),
+            opener: Arc::new(move |name: &str| {
+                Arc::new(LocalQueue::new(db.clone(), name)) as Arc<dyn super::Queue>
+            }),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The four services the pipeline stages see — a stream (Kinesis role), a
+//! queue (SQS), an object store (S3) and a notifier (SNS) — as traits, with
+//! one implementation per provider. Stages hold `Arc<dyn …>` and never name
+//! a provider; only [`open`] does.
+//!
+//! Delivery contract (every implementation):
+//! - `Stream::put` with a [`ProducerMark`] records the producer's position;
+//!   where the provider can, in the same step as the records (local: one
+//!   transaction), so a restarted producer neither skips nor repeats.
+//! - `Queue::send` with a [`Checkpoint`] records how far the sender has read
+//!   its source; local: in the same transaction as the messages.
+//! - A received message stays invisible for the visibility timeout; one not
+//!   deleted comes back; past `max_receives` it moves to the dead-letter queue.
+//! - `ObjectStore::put` replaces an object whole (atomic per key).
+//! - `Notifier::publish` is idempotent per `dedup_id` where the provider
+//!   allows it (local: yes).
+
+pub mod local;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use types::*;
+
+use crate::plan::{BackendPlan, Plan};
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{service}: {message}")]
+    Failed {
+        service: &'static str,
+        message: String,
+    },
+    #[error("{service}: {what} not found")]
+    NotFound { service: &'static str, what: String },
+}
+
+impl BackendError {
+    pub fn failed(service: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Failed {
+            service,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// The Kinesis role: ordered records in shards chosen by partition key.
+#[async_trait]
+pub trait Stream: Send + Sync {
+    /// The shard ids, in order.
+    async fn shards(&self) -> Result<Vec<String>>;
+    /// Appends records (shards chosen by partition key), recording the
+    /// producer's next position if given.
+    async fn put(&self, records: Vec<StreamRecord>, mark: Option<ProducerMark>) -> Result<()>;
+    /// The position a producer recorded last.
+    async fn producer_position(&self, producer: &str) -> Result<Option<ProducerPosition>>;
+    /// Up to `limit` records of `shard` after sequence `after` (from the start
+    /// when `None`), in order.
+    async fn read(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+    /// The last sequence number in `shard`.
+    async fn latest(&self, shard: &str) -> Result<Option<String>>;
+    /// Drops records that arrived before `before_ms` (the retention window),
+    /// always keeping each shard's last record. Returns how many went.
+    /// Providers that expire records themselves (Kinesis) do nothing.
+    async fn trim(&self, _before_ms: i64) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// The SQS role.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    fn name(&self) -> &str;
+    /// Sends messages; with a checkpoint, records it too.
+    async fn send(&self, messages: Vec<OutMessage>, checkpoint: Option<Checkpoint>) -> Result<()>;
+    /// The checkpoint `consumer` recorded for `source`.
+    async fn checkpoint(&self, consumer: &str, source: &str) -> Result<Option<String>>;
+    /// Up to `max` messages, waiting up to `wait` for the first (long poll).
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>>;
+    /// Deletes received messages by receipt.
+    async fn delete(&self, receipts: &[String]) -> Result<()>;
+    /// Keeps a received message invisible for `timeout` from now.
+    async fn extend_visibility(&self, receipt: &str, timeout: Duration) -> Result<()>;
+    async fn depth(&self) -> Result<QueueDepth>;
+    /// Moves every message back to `to` (dead-letter redrive). Returns how many.
+    async fn redrive(&self, to: &str) -> Result<usize>;
+    /// Messages without receiving them (inspection).
+    async fn peek(&self, max: usize) -> Result<Vec<Received>>;
+}
+
+/// The S3 role.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    fn bucket(&self) -> &str;
+    async fn put(&self, object: PutObject) -> Result<ObjectInfo>;
+    async fn get(&self, key: &str) -> Result<Option<Object>>;
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+}
+
+/// The SNS role.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    fn topic(&self) -> &str;
+    /// Publishes to the topic's subscribers. Returns false when a
+    /// notification with the same `dedup_id` was already published.
+    async fn publish(&self, notification: Notification) -> Result<bool>;
+}
+
+/// The services of one pipeline.
+#[derive(Clone)]
+pub struct Backend {
+    pub stream: Arc<dyn Stream>,
+    pub queue: Arc<dyn Queue>,
+    pub dead_letter: Arc<dyn Queue>,
+    pub store: Arc<dyn ObjectStore>,
+    pub notifier: Arc<dyn Notifier>,
+    opener: Arc<dyn Fn(&str) -> Arc<dyn Queue> + Send + Sync>,
+}
+
+impl Backend {
+    /// Another queue of the same provider (e.g. a notification subscriber).
+    pub fn queue_named(&self, name: &str) -> Arc<dyn Queue> {
+        (self.opener)(name)
+    }
+}
+
+/// Opens the backend a plan names — the one place that picks a provider.
+pub fn open(plan: &Plan) -> anyhow::Result<Backend> {
+    match &plan.backend {
+        BackendPlan::Local { data_dir, sync } => {
+            let local =
+                local::LocalBackend::open(data_dir, sync.clone(), &local::Names::from_plan(plan))?;
+            Ok(local.backend())
+        }
+    }
+}
+
+/// Sleep-free helper for polling loops inside backends.
+pub(crate) const POLL_STEP: Duration = Duration::from_millis(10);

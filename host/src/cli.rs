@@ -1,0 +1,467 @@
+//! The `pipehost` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fixture;
+use crate::plan::Plan;
+use crate::plugin::{EngineSettings, PluginEngine, PluginSettings};
+use crate::runtime::RunOptions;
+
+/// A plugin-driven market-data pipeline: generators, parsers and transforms
+/// are sandboxed WebAssembly components; the plumbing is fixed Rust.
+#[derive(Debug, Parser)]
+#[command(name = "pipehost", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run plugin fixtures inside the sandbox and report each case.
+    ///
+    /// Each fixture file names a plugin and lists cases: raw records in,
+    /// expected events or errors out (parsers); events in, expected outcomes
+    /// out (transforms); a tick in, expected records out (generators). The
+    /// format is described in plugins/README.md. Exits 1 if any case fails.
+    Test(TestArgs),
+
+    /// Show what a plugin file is: its world, exports, imports and hash.
+    Inspect(InspectArgs),
+
+    /// Run the pipeline: feeds -> stream -> bridge -> queue -> processor ->
+    /// object store -> notifications. Stops on Ctrl-C / SIGTERM (draining
+    /// in-flight batches), after --duration, or once --max-records records
+    /// were generated and processed.
+    Run(RunArgs),
+
+    /// Validate a pipeline file and show the plan, without running anything.
+    Check(CheckArgs),
+
+    /// List stored objects under a prefix.
+    Ls(LsArgs),
+
+    /// Print a stored object (decompressed).
+    Cat(CatArgs),
+
+    /// Inspect or redrive the dead-letter queue.
+    Dlq(DlqArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    #[arg(default_value = "pipeline.toml")]
+    pub pipeline: PathBuf,
+    /// Stop after this long, e.g. `30s`, `5m`.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Generate this many records in total (across runs), then stop once all
+    /// of them are processed.
+    #[arg(long)]
+    pub max_records: Option<u64>,
+    /// No status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The pipeline file.
+    #[arg(default_value = "pipeline.toml")]
+    pub pipeline: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Key prefix, e.g. `dataset=forex/` or `errors/`.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// The pipeline file.
+    #[arg(long, short, default_value = "pipeline.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The object key.
+    pub key: String,
+    /// The pipeline file.
+    #[arg(long, short, default_value = "pipeline.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: Option<DlqAction>,
+    /// The pipeline file.
+    #[arg(long, short, global = true, default_value = "pipeline.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List the messages in the dead-letter queue (the default).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Move every dead-lettered message back to the main queue.
+    Redrive,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    crate::plan::parse_duration(s)
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Fixture files, or folders searched for `fixtures/*.toml`.
+    #[arg(default_value = "plugins")]
+    pub paths: Vec<PathBuf>,
+
+    /// Where plugin names in fixtures resolve to `<name>.wasm`.
+    #[arg(
+        long,
+        env = "PIPEHOST_PLUGIN_DIR",
+        default_value = "target/wasm32-wasip2/release"
+    )]
+    pub plugin_dir: PathBuf,
+
+    /// Only run cases whose `file :: name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+
+    /// Per-instance memory cap in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Component files to inspect.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Test(args) => test(args),
+        Command::Inspect(args) => inspect(args),
+        Command::Run(args) => run_pipeline(args),
+        Command::Check(args) => check(args),
+        Command::Ls(args) => block_on(ls(args)),
+        Command::Cat(args) => block_on(cat(args)),
+        Command::Dlq(args) => block_on(dlq(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn block_on(
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(f)
+}
+
+/// Loads and validates a pipeline file, printing every problem.
+fn load_plan(path: &std::path::Path, files: bool) -> Result<Plan, ExitCode> {
+    let result = crate::plan::load(path).and_then(|p| {
+        if files {
+            crate::plan::check_files(&p)?;
+        }
+        Ok(p)
+    });
+    result.map_err(|errors| {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(&args.pipeline, true) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let where_ = match &plan.backend {
+        crate::plan::BackendPlan::Local { data_dir, .. } => {
+            format!("local backend, state in {}", data_dir.display())
+        }
+    };
+    eprintln!(
+        "pipehost: running {:?} ({} feeds, {} shards; {where_}); Ctrl-C stops after draining in-flight batches",
+        plan.name,
+        plan.feeds.len(),
+        plan.shards
+    );
+    let opts = RunOptions {
+        duration: args.duration,
+        max_records: args.max_records,
+        status: !args.quiet,
+    };
+    let report = runtime()?.block_on(crate::runtime::run(Arc::new(plan), opts))?;
+    let s = &report.stats;
+    let secs = report.elapsed.as_secs_f64().max(1e-3);
+    println!(
+        "run finished in {secs:.1}s{}",
+        if report.drained {
+            " (every generated record processed)"
+        } else {
+            ""
+        }
+    );
+    println!("  generated   {} records", s.generated);
+    println!(
+        "  bridged     {} records in {} batches",
+        s.bridged, s.messages
+    );
+    println!(
+        "  processed   {} records -> {} events stored, {} dropped, {} error records",
+        s.processed, s.events, s.dropped, s.error_records
+    );
+    println!(
+        "  stored      {} objects, {} notifications",
+        s.objects, s.notifications
+    );
+    println!(
+        "  failures    {} batches failed ({} plugin), {} backend errors; dead-letter queue: {}",
+        s.failed_batches, s.plugin_failures, s.backend_errors, s.dead_letters
+    );
+    println!(
+        "  throughput  {:.0} records/s processed",
+        s.processed as f64 / secs
+    );
+    println!(
+        "look at the data: pipehost ls -c {0}   |   pipehost cat -c {0} <key>",
+        args.pipeline.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(&args.pipeline, true) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    println!("{}: ok", args.pipeline.display());
+    for f in &plan.feeds {
+        let source = match &f.generator {
+            Some(g) => format!(
+                "{} every {:?} x{} (seed {})",
+                g.plugin.path.display(),
+                g.interval,
+                g.records,
+                g.seed
+            ),
+            None => "no generator (ingest only)".into(),
+        };
+        println!("  feed {}: {source}", f.name);
+        println!("    parser {}", f.parser.path.display());
+        for t in &f.transforms {
+            println!("    transform {}", t.path.display());
+        }
+    }
+    println!(
+        "  stream {} ({} shards) -> queue {} (dlq {}, visibility {:?}, max receives {}) -> {} workers",
+        plan.stream_name,
+        plan.shards,
+        plan.queue_name,
+        plan.dead_letter_queue,
+        plan.visibility_timeout,
+        plan.max_receives,
+        plan.workers
+    );
+    println!(
+        "  objects in {} (rollover {} records / {} bytes / {:?}), errors under {}; notifications on {}",
+        plan.bucket,
+        plan.rollover.records,
+        plan.rollover.bytes,
+        plan.rollover.age,
+        plan.error_prefix,
+        plan.topic
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_backend(config: &std::path::Path) -> Result<crate::backend::Backend, ExitCode> {
+    let plan = load_plan(config, false)?;
+    crate::backend::open(&plan).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
+    let backend = match open_backend(&args.config) {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    let objects = backend.store.list(&args.prefix).await?;
+    let total: u64 = objects.iter().map(|o| o.size).sum();
+    for o in &objects {
+        println!(
+            "{}  {:>10}  {}",
+            crate::event::format_ms(o.modified_ms),
+            o.size,
+            o.key
+        );
+    }
+    println!("{} objects, {total} bytes", objects.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
+    let backend = match open_backend(&args.config) {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    let Some(obj) = backend.store.get(&args.key).await? else {
+        eprintln!(
+            "error: no object {:?} in bucket {}",
+            args.key,
+            backend.store.bucket()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let body = if obj.content_encoding.as_deref() == Some("gzip") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&obj.body[..]), &mut out)?;
+        out
+    } else {
+        obj.body
+    };
+    std::io::stdout().write_all(&body)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    let backend = match open_backend(&args.config) {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    match args.action.unwrap_or(DlqAction::List { limit: 20 }) {
+        DlqAction::List { limit } => {
+            let depth = backend.dead_letter.depth().await?;
+            println!("{}: {} messages", backend.dead_letter.name(), depth.total());
+            for m in backend.dead_letter.peek(limit).await? {
+                let preview: String = m.body.chars().take(120).collect();
+                println!("  {}  {preview}", m.id);
+            }
+        }
+        DlqAction::Redrive => {
+            let n = backend.dead_letter.redrive(backend.queue.name()).await?;
+            println!(
+                "moved {n} messages from {} back to {}",
+                backend.dead_letter.name(),
+                backend.queue.name()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let files = fixture::discover(&args.paths)?;
+    if files.is_empty() {
+        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("no fixture files found under {}", shown.join(", "));
+    }
+    let engine = PluginEngine::new(EngineSettings::default())?;
+    let opts = fixture::RunOptions {
+        plugin_dir: args.plugin_dir,
+        filter: args.filter,
+        settings: PluginSettings {
+            timeout: Duration::from_millis(args.timeout_ms),
+            memory_cap: args.memory_mib << 20,
+            ..PluginSettings::default()
+        },
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let summary = fixture::run_files(&engine, &files, &opts, &mut out)?;
+    out.flush()?;
+    Ok(if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let engine = PluginEngine::new(EngineSettings::default())?;
+    let mut code = ExitCode::SUCCESS;
+    for file in &args.files {
+        match engine.inspect(file) {
+            Ok(i) => {
+                let kinds: Vec<&str> = i.kinds.iter().map(|k| k.world()).collect();
+                println!("{}", i.path.display());
+                println!("  size:    {} bytes", i.size);
+                println!("  sha256:  {}", i.sha256);
+                println!(
+                    "  world:   {}",
+                    if kinds.is_empty() {
+                        "none (not a pipehost plugin)".to_string()
+                    } else {
+                        kinds.join(", ")
+                    }
+                );
+                println!("  exports: {}", i.exports.join(", "));
+                println!("  imports: {}", i.imports.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}

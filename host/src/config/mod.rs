@@ -1,0 +1,276 @@
+//! `pipeline.toml` as written: serde types, strict about unknown keys.
+//!
+//! This module only parses. [`crate::plan`] validates what it parsed into
+//! the values the runtime uses, and names the file, line and key of anything
+//! wrong. Values that need checking beyond their type are [`Spanned`] so the
+//! plan can point at them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    #[serde(default)]
+    pub plugins: PluginDefaults,
+    pub feeds: Spanned<BTreeMap<String, FeedConfig>>,
+    #[serde(default)]
+    pub stream: StreamConfig,
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub processor: ProcessorConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub notifications: NotificationConfig,
+    #[serde(default)]
+    pub local: LocalConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// `local` (default) or `aws`.
+    #[serde(default = "default_backend_spanned")]
+    pub backend: Spanned<String>,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            name: default_name(),
+            backend: Spanned::new(0..0, default_backend()),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "market-data".into()
+}
+fn default_backend() -> String {
+    "local".into()
+}
+fn default_backend_spanned() -> Spanned<String> {
+    Spanned::new(0..0, default_backend())
+}
+
+/// Defaults applied to every plugin reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDefaults {
+    /// Where plugin names resolve (`<dir>/<name>.wasm`), relative to the file.
+    #[serde(default = "default_plugin_dir")]
+    pub dir: String,
+    /// Per-call deadline, e.g. `"5s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Per-instance memory cap, e.g. `"64MiB"`.
+    pub memory: Option<Spanned<String>>,
+}
+
+impl Default for PluginDefaults {
+    fn default() -> Self {
+        Self {
+            dir: default_plugin_dir(),
+            timeout: None,
+            memory: None,
+        }
+    }
+}
+
+fn default_plugin_dir() -> String {
+    "target/wasm32-wasip2/release".into()
+}
+
+/// A plugin reference with its config and limits:
+/// `{ plugin = "forex_parser", config = { … }, timeout = "2s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    /// A name in `plugins.dir`, or a path ending in `.wasm`.
+    pub plugin: Spanned<String>,
+    /// The plugin's own config, handed to it as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    pub timeout: Option<Spanned<String>>,
+    pub memory: Option<Spanned<String>>,
+}
+
+/// One feed: where its records come from and how they are processed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Generates records on a schedule (a feed fed only by HTTP ingest has none).
+    pub generator: Option<GeneratorConfig>,
+    /// Parses the feed's raw records.
+    pub parser: PluginRef,
+    /// Applied in order to the parsed events.
+    #[serde(default)]
+    pub transforms: Vec<PluginRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    pub plugin: Spanned<String>,
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Time between ticks, e.g. `"250ms"`, `"1m"`.
+    pub interval: Spanned<String>,
+    /// Records asked for per tick.
+    #[serde(default = "default_records_per_tick")]
+    pub records: Spanned<u32>,
+    #[serde(default)]
+    pub seed: u64,
+    pub timeout: Option<Spanned<String>>,
+    pub memory: Option<Spanned<String>>,
+}
+
+fn default_records_per_tick() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: Option<String>,
+    #[serde(default = "default_shards")]
+    pub shards: Spanned<u32>,
+    /// How long records stay on the stream (local backend; Kinesis keeps
+    /// its own retention), e.g. `"24h"`.
+    pub retention: Option<Spanned<String>>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            shards: default_shards(),
+            retention: None,
+        }
+    }
+}
+
+fn default_shards() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Name under which the bridge keeps its stream checkpoints.
+    pub consumer: Option<String>,
+    /// How long to wait before polling an idle shard again.
+    pub poll_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: Option<String>,
+    pub visibility_timeout: Option<Spanned<String>>,
+    /// Receives before a message moves to the dead-letter queue.
+    pub max_receives: Option<Spanned<u32>>,
+    pub dead_letter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Batches processed at once.
+    pub workers: Option<Spanned<u32>>,
+    /// Messages taken per receive.
+    pub receive_batch: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub bucket: Option<String>,
+    /// Object key template; see the plan for the placeholders.
+    pub key_template: Option<Spanned<String>>,
+    pub error_prefix: Option<Spanned<String>>,
+    pub gzip: Option<bool>,
+    #[serde(default)]
+    pub rollover: RolloverConfig,
+}
+
+/// When a batch (and so an object) is closed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloverConfig {
+    pub records: Option<Spanned<u32>>,
+    pub bytes: Option<Spanned<String>>,
+    pub age: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationConfig {
+    pub topic: Option<String>,
+    /// Queues subscribed to the topic.
+    #[serde(default)]
+    pub subscribers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Where the local backend keeps its state, relative to the file.
+    pub data_dir: Option<String>,
+    /// `normal` (survives a process crash) or `full` (also power loss).
+    pub sync: Option<Spanned<String>>,
+}
+
+/// A config error with its location.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key path, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut s = self.file.display().to_string();
+        if let Some(line) = self.line {
+            s.push_str(&format!(":{line}"));
+        }
+        if let Some(key) = &self.key {
+            s.push_str(&format!(": `{key}`"));
+        }
+        format!("{s}: {}", self.message)
+    }
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses a pipeline file's text. `path` is only for messages.
+pub fn parse(path: &Path, text: &str) -> Result<PipelineFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError {
+            file: path.to_owned(),
+            line,
+            key: None,
+            message: e.message().trim().to_string(),
+        }
+    })
+}

@@ -1,0 +1,115 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[pipeline]
+name = "market-data"
+
+[feeds.forex]
+parser = { plugin = "forex_parser" }
+transforms = [{ plugin = "forex_transform", config = { allow = ["EUR/USD"] } }]
+
+[feeds.forex.generator]
+plugin = "forex_generator"
+interval = "250ms"
+records = 50
+seed = 7
+"#;
+
+fn plan(text: &str) -> Result<Plan, Vec<ConfigError>> {
+    let path = Path::new("conf/pipeline.toml");
+    let file = crate::config::parse(path, text).map_err(|e| vec![e])?;
+    build(path, text, &file)
+}
+
+fn one_error(text: &str) -> String {
+    let errs = plan(text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs[0].to_string()
+}
+
+#[test]
+fn a_good_file_becomes_a_plan_with_defaults() {
+    let p = plan(GOOD).unwrap();
+    assert_eq!(p.feeds.len(), 1);
+    let f = &p.feeds[0];
+    let g = f.generator.as_ref().unwrap();
+    assert_eq!(g.interval, Duration::from_millis(250));
+    assert_eq!(g.records, 50);
+    assert_eq!(
+        g.plugin.path,
+        Path::new("conf/target/wasm32-wasip2/release/forex_generator.wasm")
+    );
+    assert_eq!(f.transforms[0].config_json, r#"{"allow":["EUR/USD"]}"#);
+    assert_eq!(p.shards, 4);
+    assert_eq!(p.queue_name, "market-data-batches");
+    assert_eq!(p.dead_letter_queue, "market-data-batches-dlq");
+    assert_eq!(
+        p.backend,
+        BackendPlan::Local {
+            data_dir: "conf/.pipehost".into(),
+            sync: SyncMode::Normal
+        }
+    );
+}
+
+#[test]
+fn a_typo_names_the_file_line_and_key() {
+    let text = GOOD.replace("records = 50", "recrods = 50");
+    let msg = one_error(&text);
+    assert!(msg.starts_with("conf/pipeline.toml:12"), "{msg}");
+    assert!(msg.contains("recrods"), "{msg}");
+}
+
+#[test]
+fn a_bad_interval_names_the_line_and_key() {
+    let msg = one_error(&GOOD.replace("\"250ms\"", "\"often\""));
+    assert!(
+        msg.starts_with("conf/pipeline.toml:11: `feeds.forex.generator.interval`"),
+        "{msg}"
+    );
+    assert!(msg.contains("often"), "{msg}");
+    let msg = one_error(&GOOD.replace("\"250ms\"", "\"250\""));
+    assert!(msg.contains("needs a unit"), "{msg}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("\"250ms\"", "\"0ms\"")
+        .replace("records = 50", "records = 0")
+        .replace("name = \"market-data\"", "name = \"Market Data\"");
+    let errs = plan(&text).unwrap_err();
+    let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 3, "{all:#?}");
+    assert!(all.iter().any(|e| e.contains("interval")));
+    assert!(all.iter().any(|e| e.contains("records")));
+    assert!(all.iter().any(|e| e.contains("pipeline.name")));
+}
+
+#[test]
+fn a_missing_plugin_file_is_named_with_its_line() {
+    let p = plan(GOOD).unwrap();
+    let errs = check_files(&p).unwrap_err();
+    assert_eq!(errs.len(), 3);
+    let msg = errs[0].to_string();
+    assert!(msg.contains("not found"), "{msg}");
+    assert!(
+        errs.iter().any(|e| e
+            .to_string()
+            .starts_with("conf/pipeline.toml:6: `feeds.forex.parser.plugin`")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn key_templates_and_backends_are_checked() {
+    let text = format!("{GOOD}\n[store]\nkey_template = \"{{dataset}}/{{date}}\"\n");
+    assert!(one_error(&text).contains("store.key_template"));
+    let text = GOOD.replace(
+        "name = \"market-data\"",
+        "name = \"market-data\"\nbackend = \"gcp\"",
+    );
+    assert!(one_error(&text).contains("pipeline.backend"));
+}

@@ -1,0 +1,124 @@
+//! The sandboxed plugin host.
+//!
+//! Everything format-specific in pipehost — generating, parsing and
+//! transforming records — runs as a WebAssembly component that targets one
+//! of the worlds in `wit/plugin.wit`. This module is the only code that knows
+//! wasmtime; it knows nothing of stream, queue or storage backends.
+//!
+//! ```text
+//!  PluginEngine::new(EngineSettings)        one per process: Engine + Linker + epoch ticker
+//!      └─ .load(path, PluginKind, PluginSettings) -> Plugin
+//!             read → header check → compile (cache) → world/version check → link
+//!             └─ .instantiate(config_json) -> PluginInstance   (calls init)
+//!                    └─ .generate(tick) / .parse(batch) / .transform(batch)
+//! ```
+//!
+//! A `PluginInstance` is not `Sync`: give each worker its own. Calls cross the
+//! boundary once per batch.
+
+mod bindings;
+mod engine;
+mod error;
+mod guest_log;
+mod instance;
+mod load;
+mod state;
+
+use std::time::Duration;
+
+pub use bindings::exports::pipehost::plugin::generator::{Generated, Tick};
+pub use bindings::exports::pipehost::plugin::transformer::Outcome;
+pub use bindings::pipehost::plugin::types::{Event, Field, RawRecord, Source, Value};
+pub use engine::{EPOCH_TICK, EngineSettings, PluginEngine, default_cache_dir};
+pub use error::PluginError;
+pub use guest_log::LogLimits;
+pub use instance::{InstanceStats, PluginInstance};
+pub use load::{CONTRACT_VERSION, Inspection, PACKAGE, Plugin};
+
+/// The three plugin roles, one world each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginKind {
+    Generator,
+    Parser,
+    Transform,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [Self::Generator, Self::Parser, Self::Transform];
+
+    /// The world a plugin of this kind targets.
+    pub fn world(self) -> &'static str {
+        match self {
+            Self::Generator => "generator-plugin",
+            Self::Parser => "parser-plugin",
+            Self::Transform => "transform-plugin",
+        }
+    }
+
+    /// The interface such a plugin exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Self::Generator => "generator",
+            Self::Parser => "parser",
+            Self::Transform => "transformer",
+        }
+    }
+
+    /// The short name used in pipeline.toml and fixtures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Generator => "generator",
+            Self::Parser => "parser",
+            Self::Transform => "transform",
+        }
+    }
+
+    /// Parses the short name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Which kind an export name like `pipehost:plugin/parser@0.1.0` is.
+    pub fn from_export(export: &str) -> Option<Self> {
+        let rest = export.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+        let iface = rest.split('@').next()?;
+        Self::ALL.into_iter().find(|k| k.interface() == iface)
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Per-plugin limits (from pipeline.toml; the defaults suit most plugins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    /// Deadline for one call (one batch). Enforced by epoch interruption, so
+    /// it is rounded up to the next [`EPOCH_TICK`].
+    pub timeout: Duration,
+    /// Most linear memory an instance may use, in bytes.
+    pub memory_cap: usize,
+    /// Most events (or generated records) one call may return.
+    pub max_output_records: usize,
+    /// Most bytes (approximate payload size) one call may return.
+    pub max_output_bytes: usize,
+    /// An instance is replaced by a fresh one after this many calls.
+    pub recycle_after_calls: u64,
+    /// Caps on the plugin's log output.
+    pub log: LogLimits,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            memory_cap: 64 << 20,
+            max_output_records: 1_000_000,
+            max_output_bytes: 256 << 20,
+            recycle_after_calls: 100_000,
+            log: LogLimits::default(),
+        }
+    }
+}

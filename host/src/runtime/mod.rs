@@ -1,0 +1,305 @@
+//! The running pipeline: one task per stage, joined by the durable stream
+//! and queue and by bounded channels inside the processor.
+//!
+//! ```text
+//! feeds (1 task per generator) ─put─▶ stream ─read─▶ bridge (1 task per shard)
+//!   ─send+checkpoint─▶ queue ─receive─▶ fetcher ─bounded channel─▶ workers
+//!   ─▶ object store ─▶ notifier ─▶ delete message
+//! ```
+//!
+//! Shutdown (Ctrl-C, SIGTERM, `--duration`) runs front to back: feeds stop
+//! ticking, the bridge flushes its open batches, the processor finishes the
+//! batches it holds. With `--max-records`, the run ends once that many
+//! records were generated and every one of them has left the queue.
+
+pub mod bridge;
+pub mod feeds;
+pub mod message;
+pub mod process;
+pub mod processor;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{self, Backend};
+use crate::plan::{Plan, PluginPlan};
+use crate::plugin::{EngineSettings, Plugin, PluginEngine, PluginKind};
+use stats::{Snapshot, Stats, StatusLine};
+
+/// How long to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop (gracefully) after this long.
+    pub duration: Option<Duration>,
+    /// Generate this many records in total, then stop once all are processed.
+    pub max_records: Option<u64>,
+    /// Draw the status line (only on a terminal).
+    pub status: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub stats: Snapshot,
+    pub elapsed: Duration,
+    /// The run ended because everything asked for was processed.
+    pub drained: bool,
+}
+
+fn load(engine: &PluginEngine, p: &PluginPlan, kind: PluginKind) -> anyhow::Result<Plugin> {
+    let plugin = engine
+        .load(&p.path, kind, p.settings.clone())
+        .with_context(|| format!("{} (`{}`)", p.path.display(), p.origin.key))?;
+    // The load-time gate: a plugin that refuses its config, or traps while
+    // reading it, stops the run before anything starts.
+    plugin
+        .instantiate(&p.config_json)
+        .with_context(|| format!("`{}`", p.origin.key))?;
+    Ok(plugin)
+}
+
+/// True when the bridge has forwarded every stream record and the queue and
+/// the processor hold nothing.
+async fn drained(
+    plan: &Plan,
+    backend: &Backend,
+    in_flight: &processor::InFlight,
+) -> anyhow::Result<bool> {
+    if in_flight.get() > 0 || backend.queue.depth().await?.total() > 0 {
+        return Ok(false);
+    }
+    for shard in backend.stream.shards().await? {
+        let latest = backend.stream.latest(&shard).await?;
+        let checkpoint = backend
+            .queue
+            .checkpoint(&plan.bridge_consumer, &shard)
+            .await?;
+        if latest.is_some() && latest > checkpoint {
+            return Ok(false);
+        }
+    }
+    Ok(in_flight.get() == 0 && backend.queue.depth().await?.total() == 0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the pipeline of `plan`.
+pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let plugin_count = plan.plugins().count() as u32;
+    let engine = PluginEngine::new(EngineSettings {
+        max_instances: plugin_count * (plan.workers as u32 + 2) + 16,
+        ..EngineSettings::default()
+    })?;
+
+    let mut chains = HashMap::new();
+    let mut generators = Vec::new();
+    for feed in &plan.feeds {
+        if let Some(g) = &feed.generator {
+            generators.push((
+                feed.name.clone(),
+                g.clone(),
+                load(&engine, &g.plugin, PluginKind::Generator)?,
+            ));
+        }
+        let parser = (
+            load(&engine, &feed.parser, PluginKind::Parser)?,
+            feed.parser.config_json.clone(),
+        );
+        let transforms = feed
+            .transforms
+            .iter()
+            .map(|t| {
+                Ok((
+                    load(&engine, t, PluginKind::Transform)?,
+                    t.config_json.clone(),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        chains.insert(
+            feed.name.clone(),
+            processor::FeedChain { parser, transforms },
+        );
+    }
+
+    let backend = backend::open(&plan)?;
+    let stats = Arc::new(Stats::default());
+
+    // Records already generated by earlier runs count against the budget.
+    let mut done_before = 0;
+    for feed in &plan.feeds {
+        if let Some(p) = backend
+            .stream
+            .producer_position(&feeds::producer_name(&feed.name))
+            .await?
+        {
+            done_before += p.records;
+        }
+    }
+    let budget = Arc::new(feeds::Budget::new(
+        opts.max_records.map(|m| m.saturating_sub(done_before)),
+    ));
+
+    let feeds_cancel = CancellationToken::new();
+    let bridge_cancel = CancellationToken::new();
+    let proc_cancel = CancellationToken::new();
+    let in_flight = Arc::new(processor::InFlight::default());
+
+    let mut feed_tasks = Vec::new();
+    for (name, g, plugin) in generators {
+        feed_tasks.push(tokio::spawn(feeds::run_feed(
+            name,
+            g,
+            plugin,
+            backend.stream.clone(),
+            stats.clone(),
+            budget.clone(),
+            feeds_cancel.clone(),
+        )));
+    }
+    let bridge_settings = Arc::new(bridge::BridgeSettings {
+        stream_name: plan.stream_name.clone(),
+        consumer: plan.bridge_consumer.clone(),
+        rollover: plan.rollover.clone(),
+        poll_interval: plan.poll_interval,
+    });
+    let mut bridge_tasks = Vec::new();
+    for shard in backend.stream.shards().await? {
+        bridge_tasks.push(tokio::spawn(bridge::run_shard(
+            shard,
+            bridge_settings.clone(),
+            backend.stream.clone(),
+            backend.queue.clone(),
+            stats.clone(),
+            bridge_cancel.clone(),
+        )));
+    }
+    let proc_task = tokio::spawn(processor::run(
+        chains,
+        backend.clone(),
+        processor::ProcessorSettings {
+            workers: plan.workers,
+            receive_batch: plan.receive_batch,
+            visibility: plan.visibility_timeout,
+            layout: process::Layout {
+                key_template: plan.key_template.clone(),
+                error_prefix: plan.error_prefix.clone(),
+                gzip: plan.gzip,
+            },
+        },
+        stats.clone(),
+        in_flight.clone(),
+        proc_cancel.clone(),
+    ));
+
+    let mut status = StatusLine::new(opts.status);
+    let deadline = opts.duration.map(|d| started + d);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut drained_run = false;
+    let mut last_status = Instant::now() - Duration::from_secs(1);
+    let mut last_trim = Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut signal => {
+                tracing::info!("shutting down: signal");
+                break;
+            }
+            _ = tick.tick() => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let Some(pos) = feed_tasks.iter().position(|t| t.is_finished()) {
+            let t = feed_tasks.remove(pos);
+            t.await?.context("a feed stopped")?;
+        }
+        if proc_task.is_finished() || bridge_tasks.iter().any(|t| t.is_finished()) {
+            break;
+        }
+        if opts.max_records.is_some()
+            && feed_tasks.is_empty()
+            && drained(&plan, &backend, &in_flight).await?
+        {
+            drained_run = true;
+            break;
+        }
+        if last_trim.elapsed() >= Duration::from_secs(60) {
+            last_trim = Instant::now();
+            let before = chrono::Utc::now().timestamp_millis() - plan.retention.as_millis() as i64;
+            match backend.stream.trim(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "trimmed records past the stream retention"),
+                Err(e) => tracing::warn!("trimming the stream failed: {e}"),
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            if let Ok(d) = backend.queue.depth().await {
+                stats
+                    .queue_depth
+                    .store(d.total(), std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Ok(d) = backend.dead_letter.depth().await {
+                stats
+                    .dead_letters
+                    .store(d.total(), std::sync::atomic::Ordering::Relaxed);
+            }
+            status.draw(&stats.snapshot());
+        }
+    }
+
+    // Front to back, each stage finishing what it holds.
+    feeds_cancel.cancel();
+    for t in feed_tasks {
+        t.await?.context("a feed failed")?;
+    }
+    bridge_cancel.cancel();
+    for t in bridge_tasks {
+        t.await?.context("the bridge failed")?;
+    }
+    proc_cancel.cancel();
+    proc_task.await?.context("the processor failed")?;
+    if let Ok(d) = backend.queue.depth().await {
+        stats
+            .queue_depth
+            .store(d.total(), std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Ok(d) = backend.dead_letter.depth().await {
+        stats
+            .dead_letters
+            .store(d.total(), std::sync::atomic::Ordering::Relaxed);
+    }
+    status.finish();
+    Ok(RunReport {
+        stats: stats.snapshot(),
+        elapsed: started.elapsed(),
+        drained: drained_run,
+    })
+}

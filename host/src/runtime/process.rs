@@ -1,0 +1,393 @@
+//! The processing step (the Lambda role), for one batch message: route each
+//! record to its feed, parse, run the transform chain, and lay the result
+//! out as objects — events as JSON Lines under keys derived from their
+//! input, rejected records under the error prefix with the reason, the
+//! plugin, its version and the original bytes.
+//!
+//! Plain synchronous code: a worker owns its plugin instances and calls
+//! this on a blocking thread. A plugin call failure (trap, deadline, memory
+//! cap) fails the whole batch, which the queue then redelivers and, past
+//! `max_receives`, moves to the dead-letter queue.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value as Json, json};
+
+use super::message::{BatchMessage, MessageRecord};
+use crate::backend::PutObject;
+use crate::event::{event_to_json, format_ms};
+use crate::plan::{KeyParts, KeyTemplate};
+use crate::plugin::{Event, Outcome, PluginError, PluginInstance, RawRecord, Source};
+
+/// A feed's parser and transform chain, owned by one worker.
+pub struct FeedPlugins {
+    pub parser: PluginInstance,
+    pub transforms: Vec<PluginInstance>,
+}
+
+impl FeedPlugins {
+    /// `name@hash` of every plugin in the chain, comma-separated.
+    pub fn versions(&self) -> String {
+        std::iter::once(&self.parser)
+            .chain(self.transforms.iter())
+            .map(|p| p.plugin().version())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What kind of object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Data,
+    Errors,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Errors => "errors",
+        }
+    }
+}
+
+/// An object to store, with what its notification says.
+#[derive(Debug, Clone)]
+pub struct OutputObject {
+    pub put: PutObject,
+    pub kind: ObjectKind,
+    pub dataset: String,
+    pub records: usize,
+    pub plugin_versions: String,
+}
+
+/// The result of processing one message.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessedBatch {
+    pub objects: Vec<OutputObject>,
+    pub records_in: usize,
+    pub events_out: usize,
+    pub dropped: usize,
+    pub error_records: usize,
+}
+
+/// Why a batch could not be processed (it will be retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("feed {feed}: {source}")]
+    Plugin {
+        feed: String,
+        #[source]
+        source: PluginError,
+    },
+}
+
+/// Output layout settings.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub key_template: KeyTemplate,
+    pub error_prefix: String,
+    pub gzip: bool,
+}
+
+/// An event on its way through the chain, with where it came from.
+struct Pending {
+    event: Event,
+    record: usize,
+}
+
+/// A rejected record, as written under the error prefix.
+struct ErrorLine {
+    feed: String,
+    arrival_ms: i64,
+    json: Json,
+}
+
+fn original(r: &MessageRecord) -> (&'static str, Json) {
+    match (&r.data, &r.b64) {
+        (Some(s), _) => ("data", Json::String(s.clone())),
+        (None, Some(b)) => ("data_base64", Json::String(b.clone())),
+        _ => ("data", Json::Null),
+    }
+}
+
+fn error_line(
+    msg: &BatchMessage,
+    r: &MessageRecord,
+    stage: &str,
+    reason: &str,
+    plugin: Option<&PluginInstance>,
+    event: Option<&Event>,
+) -> ErrorLine {
+    let (feed, key) = r.feed_and_key();
+    let (data_key, data) = original(r);
+    let mut obj = json!({
+        "stage": stage,
+        "reason": reason,
+        "plugin": plugin.map(|p| p.plugin().name().to_string()),
+        "plugin_version": plugin.map(|p| p.plugin().version()),
+        "feed": feed,
+        "shard": msg.shard,
+        "sequence": r.seq,
+        "partition_key": key,
+        "arrival_time": format_ms(r.t),
+    });
+    obj[data_key] = data;
+    if let Some(e) = event {
+        obj["event"] = event_to_json(e);
+    }
+    ErrorLine {
+        feed: feed.to_string(),
+        arrival_ms: r.t,
+        json: obj,
+    }
+}
+
+fn encode(lines: &[Json], gzip: bool) -> (Vec<u8>, Option<String>) {
+    let mut text = Vec::with_capacity(lines.len() * 200);
+    for l in lines {
+        serde_json::to_writer(&mut text, l).expect("JSON values serialize");
+        text.push(b'\n');
+    }
+    if !gzip {
+        return (text, None);
+    }
+    let mut enc = GzEncoder::new(Vec::with_capacity(text.len() / 4), Compression::fast());
+    enc.write_all(&text).expect("writing to memory");
+    (
+        enc.finish().expect("writing to memory"),
+        Some("gzip".into()),
+    )
+}
+
+fn object(
+    key: String,
+    lines: &[Json],
+    layout: &Layout,
+    kind: ObjectKind,
+    dataset: &str,
+    versions: &str,
+    msg: &BatchMessage,
+) -> OutputObject {
+    let (body, encoding) = encode(lines, layout.gzip);
+    let suffix = if layout.gzip { ".jsonl.gz" } else { ".jsonl" };
+    let mut metadata = BTreeMap::new();
+    metadata.insert("record-count".into(), lines.len().to_string());
+    metadata.insert("dataset".into(), dataset.to_string());
+    metadata.insert("plugin-versions".into(), versions.to_string());
+    metadata.insert("kind".into(), kind.as_str().into());
+    metadata.insert("source".into(), format!("{}/{}", msg.stream, msg.shard));
+    metadata.insert("first-seq".into(), msg.first_seq.clone());
+    metadata.insert("last-seq".into(), msg.last_seq.clone());
+    OutputObject {
+        put: PutObject {
+            key: format!("{key}{suffix}"),
+            body,
+            content_type: "application/x-ndjson".into(),
+            content_encoding: encoding,
+            metadata,
+        },
+        kind,
+        dataset: dataset.to_string(),
+        records: lines.len(),
+        plugin_versions: versions.to_string(),
+    }
+}
+
+/// Processes one batch with `feeds` (by feed name).
+pub fn process(
+    msg: &BatchMessage,
+    feeds: &mut HashMap<String, FeedPlugins>,
+    layout: &Layout,
+) -> Result<ProcessedBatch, ProcessError> {
+    let mut out = ProcessedBatch {
+        records_in: msg.records.len(),
+        ..Default::default()
+    };
+    let mut errors: Vec<ErrorLine> = Vec::new();
+    // rendered key -> (dataset, versions, lines)
+    let mut data: BTreeMap<String, (String, String, Vec<Json>)> = BTreeMap::new();
+
+    // Route records to feeds, keeping stream order within each feed.
+    let mut by_feed: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in msg.records.iter().enumerate() {
+        by_feed.entry(r.feed_and_key().0).or_default().push(i);
+    }
+
+    for (feed, indices) in by_feed {
+        let Some(plugins) = feeds.get_mut(feed) else {
+            for &i in &indices {
+                let reason = format!("no feed named {feed:?} in the pipeline");
+                errors.push(error_line(
+                    msg,
+                    &msg.records[i],
+                    "route",
+                    &reason,
+                    None,
+                    None,
+                ));
+            }
+            continue;
+        };
+        let versions = plugins.versions();
+        let mut raws = Vec::with_capacity(indices.len());
+        let mut raw_index = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            let r = &msg.records[i];
+            match r.bytes() {
+                Ok(data) => {
+                    raws.push(RawRecord {
+                        data,
+                        source: Source {
+                            feed: feed.to_string(),
+                            shard: msg.shard.clone(),
+                            sequence: r.seq.clone(),
+                            partition_key: r.feed_and_key().1.to_string(),
+                            arrival_time_ms: r.t,
+                        },
+                    });
+                    raw_index.push(i);
+                }
+                Err(reason) => errors.push(error_line(msg, r, "decode", &reason, None, None)),
+            }
+        }
+        let parsed = plugins
+            .parser
+            .parse(&raws)
+            .map_err(|source| ProcessError::Plugin {
+                feed: feed.to_string(),
+                source,
+            })?;
+        drop(raws);
+        let mut pending: Vec<Pending> = Vec::new();
+        for (j, result) in parsed.into_iter().enumerate() {
+            let i = raw_index[j];
+            match result {
+                Ok(events) => {
+                    pending.extend(events.into_iter().map(|event| Pending { event, record: i }))
+                }
+                Err(reason) => errors.push(error_line(
+                    msg,
+                    &msg.records[i],
+                    "parse",
+                    &reason,
+                    Some(&plugins.parser),
+                    None,
+                )),
+            }
+        }
+        for t in plugins.transforms.iter_mut() {
+            if pending.is_empty() {
+                break;
+            }
+            let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
+            let outcomes = t
+                .transform(&events)
+                .map_err(|source| ProcessError::Plugin {
+                    feed: feed.to_string(),
+                    source,
+                })?;
+            let mut next = Vec::with_capacity(pending.len());
+            for (p, o) in pending.into_iter().zip(outcomes) {
+                match o {
+                    Outcome::Keep(event) => next.push(Pending {
+                        event,
+                        record: p.record,
+                    }),
+                    Outcome::Split(events) => {
+                        next.extend(events.into_iter().map(|event| Pending {
+                            event,
+                            record: p.record,
+                        }))
+                    }
+                    Outcome::Drop => out.dropped += 1,
+                    Outcome::Fail(reason) => errors.push(error_line(
+                        msg,
+                        &msg.records[p.record],
+                        "transform",
+                        &reason,
+                        Some(t),
+                        Some(&p.event),
+                    )),
+                }
+            }
+            pending = next;
+        }
+        // Lay out: part numbers count the outputs of each source record.
+        let mut part: HashMap<usize, u32> = HashMap::new();
+        for p in pending {
+            let r = &msg.records[p.record];
+            let n = part.entry(p.record).or_insert(0);
+            let mut line = event_to_json(&p.event);
+            line["source"] = json!({
+                "feed": feed,
+                "shard": msg.shard,
+                "sequence": r.seq,
+                "part": *n,
+            });
+            *n += 1;
+            let key = layout.key_template.render(&KeyParts {
+                dataset: &p.event.dataset,
+                event_time_ms: p.event.event_time_ms,
+                shard: &msg.shard,
+                first_seq: &msg.first_seq,
+            });
+            let entry = data
+                .entry(key)
+                .or_insert_with(|| (p.event.dataset.clone(), versions.clone(), Vec::new()));
+            entry.2.push(line);
+            out.events_out += 1;
+        }
+    }
+
+    for (key, (dataset, versions, lines)) in &data {
+        out.objects.push(object(
+            key.clone(),
+            lines,
+            layout,
+            ObjectKind::Data,
+            dataset,
+            versions,
+            msg,
+        ));
+    }
+    out.error_records = errors.len();
+    let mut by_key: BTreeMap<String, (String, Vec<Json>)> = BTreeMap::new();
+    for e in errors {
+        let key = format!(
+            "{}{}",
+            layout.error_prefix,
+            layout.key_template.render(&KeyParts {
+                dataset: &e.feed,
+                event_time_ms: e.arrival_ms,
+                shard: &msg.shard,
+                first_seq: &msg.first_seq,
+            })
+        );
+        by_key
+            .entry(key)
+            .or_insert_with(|| (e.feed.clone(), Vec::new()))
+            .1
+            .push(e.json);
+    }
+    for (key, (feed, lines)) in &by_key {
+        let versions = feeds
+            .get(feed.as_str())
+            .map(FeedPlugins::versions)
+            .unwrap_or_default();
+        out.objects.push(object(
+            key.clone(),
+            lines,
+            layout,
+            ObjectKind::Errors,
+            feed,
+            &versions,
+            msg,
+        ));
+    }
+    Ok(out)
+}

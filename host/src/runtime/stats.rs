@@ -1,0 +1,137 @@
+//! Counters shared by the stages, and the status line.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Pipeline counters. Each stage adds to its own.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub generated: AtomicU64,
+    pub bridged: AtomicU64,
+    pub messages: AtomicU64,
+    pub processed: AtomicU64,
+    pub events: AtomicU64,
+    pub dropped: AtomicU64,
+    pub error_records: AtomicU64,
+    pub objects: AtomicU64,
+    pub notifications: AtomicU64,
+    pub failed_batches: AtomicU64,
+    pub plugin_failures: AtomicU64,
+    pub backend_errors: AtomicU64,
+    /// Gauges refreshed by the status task.
+    pub queue_depth: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+/// A plain copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub generated: u64,
+    pub bridged: u64,
+    pub messages: u64,
+    pub processed: u64,
+    pub events: u64,
+    pub dropped: u64,
+    pub error_records: u64,
+    pub objects: u64,
+    pub notifications: u64,
+    pub failed_batches: u64,
+    pub plugin_failures: u64,
+    pub backend_errors: u64,
+    pub queue_depth: u64,
+    pub dead_letters: u64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            generated: g(&self.generated),
+            bridged: g(&self.bridged),
+            messages: g(&self.messages),
+            processed: g(&self.processed),
+            events: g(&self.events),
+            dropped: g(&self.dropped),
+            error_records: g(&self.error_records),
+            objects: g(&self.objects),
+            notifications: g(&self.notifications),
+            failed_batches: g(&self.failed_batches),
+            plugin_failures: g(&self.plugin_failures),
+            backend_errors: g(&self.backend_errors),
+            queue_depth: g(&self.queue_depth),
+            dead_letters: g(&self.dead_letters),
+        }
+    }
+}
+
+fn human(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+impl Snapshot {
+    /// One status line.
+    pub fn line(&self, elapsed: Duration, rate: f64) -> String {
+        format!(
+            "{:>6.1}s | generated {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {}",
+            elapsed.as_secs_f64(),
+            human(self.generated),
+            human(self.bridged),
+            human(self.processed),
+            rate,
+            human(self.events),
+            human(self.objects),
+            human(self.error_records),
+            self.queue_depth,
+            self.dead_letters,
+        )
+    }
+}
+
+/// Redraws a status line on a terminal; silent otherwise.
+pub struct StatusLine {
+    tty: bool,
+    started: Instant,
+    last: (Instant, u64),
+    drawn: bool,
+}
+
+impl StatusLine {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            tty: enabled && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last: (Instant::now(), 0),
+            drawn: false,
+        }
+    }
+
+    pub fn draw(&mut self, s: &Snapshot) {
+        if !self.tty {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.last.0).as_secs_f64().max(1e-3);
+        let rate = (s.processed.saturating_sub(self.last.1)) as f64 / dt;
+        self.last = (now, s.processed);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{}", s.line(self.started.elapsed(), rate));
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    pub fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Guest SDK for pipehost plugins.
+//!
+//! This crate binds the `plugin-base` world of `wit/plugin.wit` once, so that
+//! every plugin crate shares one set of types ([`types`]) and host functions
+//! ([`host`]). A plugin binds its own world with
+//!
+//! ```ignore
+//! wit_bindgen::generate!({
+//!     path: "../../../wit",
+//!     world: "parser-plugin",
+//!     with: {
+//!         "pipehost:plugin/types@0.1.0": pipehost_guest::types,
+//!         "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+//!     },
+//! });
+//! ```
+//!
+//! Everything else here is plain Rust that runs natively too: configuration
+//! decoding ([`config`]), RFC 3339 timestamps ([`time`]), a deterministic PRNG
+//! and a stable hash ([`rng`]), event builders and getters ([`event`]),
+//! JSON and line splitting for parsers ([`json`], [`record`]), generator
+//! arithmetic ([`generate`]) and
+//! name checks shared by the feeds ([`names`]).
+//!
+//! **Native pitfall:** calling a WIT import ([`host::log`], [`host::config`])
+//! from natively compiled code aborts the process. Only the thin binding
+//! layer of a plugin may call [`load_config`] or the [`log`] helpers; plugin
+//! logic takes its configuration as an argument.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin-base",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use bindings::pipehost::plugin::{host, types};
+
+pub mod config;
+pub mod event;
+pub mod generate;
+pub mod json;
+pub mod names;
+pub mod record;
+pub mod rng;
+pub mod time;
+
+pub use config::{config, load_config};
+
+use std::sync::{Arc, Mutex};
+
+/// Levelled logging through the host. **Wasm only**: these call the
+/// `host.log` import, which aborts when called from native code.
+pub mod log {
+    use crate::host::{self, Level};
+
+    /// Logs `message` at `level`.
+    pub fn log(level: Level, message: &str) {
+        host::log(level, message);
+    }
+    /// Logs at `trace` level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    /// Logs at `debug` level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Logs at `info` level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Logs at `warn` level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Logs at `error` level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The configured plugin instance, kept in a `static` between calls.
+///
+/// `init` stores the instance with [`Instance::set`]; every later call gets
+/// it with [`Instance::get_or_try_init`], which builds it lazily (with the same
+/// constructor) if the host never called `init`.
+pub struct Instance<T> {
+    slot: Mutex<Option<Arc<T>>>,
+}
+
+impl<T> Instance<T> {
+    /// An empty slot, usable in a `static`.
+    pub const fn new() -> Self {
+        Instance {
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// Stores `value`, replacing any earlier instance.
+    pub fn set(&self, value: T) {
+        *self.lock() = Some(Arc::new(value));
+    }
+
+    /// The stored instance, built with `init` first if there is none. An error
+    /// from `init` is returned and nothing is stored, so a later call retries.
+    pub fn get_or_try_init(
+        &self,
+        init: impl FnOnce() -> Result<T, String>,
+    ) -> Result<Arc<T>, String> {
+        let mut slot = self.lock();
+        if let Some(value) = slot.as_ref() {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(init()?);
+        *slot = Some(Arc::clone(&value));
+        Ok(value)
+    }
+
+    /// Whether an instance is stored.
+    pub fn is_set(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<T>>> {
+        // A panic while holding the lock cannot leave the Option torn.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> Default for Instance<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_initialises_lazily_once() {
+        static SLOT: Instance<u32> = Instance::new();
+        assert!(!SLOT.is_set());
+        assert_eq!(
+            SLOT.get_or_try_init(|| Err("bad".into())).unwrap_err(),
+            "bad"
+        );
+        assert!(!SLOT.is_set());
+        assert_eq!(*SLOT.get_or_try_init(|| Ok(7)).unwrap(), 7);
+        assert_eq!(*SLOT.get_or_try_init(|| Ok(8)).unwrap(), 7);
+        SLOT.set(9);
+        assert_eq!(*SLOT.get_or_try_init(|| Ok(10)).unwrap(), 9);
+    }
+
+    #[test]
+    fn types_compare_with_partial_eq() {
+        let a = types::Field {
+            name: "bid".into(),
+            value: types::Value::Float(1.5),
+        };
+        assert_eq!(a.clone(), a);
+    }
+}

@@ -1,0 +1,56 @@
+//! pipehost transform plugin for the stock feed: rejects bad prices, filters
+//! small trades, derives `pct_change` and `batch_vwap`. The logic lives in
+//! [`logic`] (plain Rust, callable natively); this file only binds the
+//! `transform-plugin` world to it.
+
+pub mod logic;
+
+pub use exports::pipehost::plugin::transformer::Outcome;
+pub use logic::Transform;
+pub use pipehost_guest::types::{Event, Field, Value};
+
+use pipehost_guest::{Instance, host, log};
+use std::sync::Arc;
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "transform-plugin",
+    with: {
+        "pipehost:plugin/types@0.1.0": pipehost_guest::types,
+        "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+    },
+    additional_derives: [PartialEq],
+});
+
+static INSTANCE: Instance<Transform> = Instance::new();
+
+fn instance() -> Result<Arc<Transform>, String> {
+    INSTANCE.get_or_try_init(|| Transform::from_config_json(&host::config()))
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct Component;
+
+impl exports::pipehost::plugin::transformer::Guest for Component {
+    fn init() -> Result<(), String> {
+        let transform = Transform::from_config_json(&host::config())?;
+        log::debug(&format!("stock transform ready: {}", transform.describe()));
+        INSTANCE.set(transform);
+        Ok(())
+    }
+
+    fn transform(batch: Vec<Event>) -> Vec<Outcome> {
+        match instance() {
+            Ok(transform) => transform.transform(batch),
+            Err(reason) => batch
+                .iter()
+                .map(|_| Outcome::Fail(reason.clone()))
+                .collect(),
+        }
+    }
+}
+
+// Natively the crate is an rlib for tests and benchmarks; exporting the
+// component symbols there would clash between plugins linked together.
+#[cfg(target_arch = "wasm32")]
+export!(Component);

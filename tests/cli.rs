@@ -1,0 +1,30 @@
+//! The command line: help everywhere, inspect.
+
+use crate::util::{pipehost, plugin_path, text};
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["test", "--help"],
+        vec!["inspect", "--help"],
+    ] {
+        let out = pipehost(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Usage: pipehost"), "{args:?}");
+    }
+}
+
+#[test]
+fn inspect_names_the_world_and_exports() {
+    let path = plugin_path("stock_transform");
+    let out = pipehost(&["inspect", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("world:   transform-plugin"), "{stdout}");
+    assert!(
+        stdout.contains("pipehost:plugin/transformer@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pipehost:plugin/host@0.1.0"), "{stdout}");
+}

@@ -1,0 +1,155 @@
+//! Loading: every shipped plugin loads as its world; anything else is
+//! refused with an error naming the file, the world expected and what was
+//! found.
+
+use pipehost::plugin::{PluginError, PluginKind, PluginSettings};
+
+use crate::util::{engine, load, plugin_path};
+
+const SHIPPED: [(&str, PluginKind); 9] = [
+    ("forex_generator", PluginKind::Generator),
+    ("forex_parser", PluginKind::Parser),
+    ("forex_transform", PluginKind::Transform),
+    ("stock_generator", PluginKind::Generator),
+    ("stock_parser", PluginKind::Parser),
+    ("stock_transform", PluginKind::Transform),
+    ("news_generator", PluginKind::Generator),
+    ("news_parser", PluginKind::Parser),
+    ("news_transform", PluginKind::Transform),
+];
+
+#[test]
+fn every_shipped_plugin_loads_as_its_world_and_starts() {
+    for (name, kind) in SHIPPED {
+        let plugin = load(name, kind, PluginSettings::default());
+        assert_eq!(plugin.kind(), kind);
+        assert_eq!(plugin.sha256().len(), 64);
+        assert!(plugin.version().starts_with(&format!("{name}@")));
+        plugin
+            .instantiate("{}")
+            .unwrap_or_else(|e| panic!("{name} refused the empty config: {e}"));
+    }
+}
+
+#[test]
+fn a_plugin_of_another_world_is_refused_naming_both() {
+    let path = plugin_path("forex_generator");
+    let err = engine()
+        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
+    assert!(
+        msg.contains("forex_generator.wasm"),
+        "names the file: {msg}"
+    );
+    assert!(
+        msg.contains("parser-plugin"),
+        "names the expected world: {msg}"
+    );
+    assert!(
+        msg.contains("generator-plugin") && msg.contains("pipehost:plugin/generator@0.1.0"),
+        "names what was found: {msg}"
+    );
+}
+
+#[test]
+fn a_plugin_built_for_a_future_contract_version_is_refused() {
+    let path = plugin_path("future_version");
+    let err = engine()
+        .load(&path, PluginKind::Transform, PluginSettings::default())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
+    assert!(
+        msg.contains("0.2.0") && msg.contains("0.1"),
+        "names both versions: {msg}"
+    );
+}
+
+#[test]
+fn not_a_component_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    // The smallest valid core module: magic + version 1.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = engine()
+        .load(&core, PluginKind::Parser, PluginSettings::default())
+        .unwrap_err();
+    assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+    assert!(err.to_string().contains("core.wasm"), "{err}");
+
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"#!/bin/sh\necho not wasm\n").unwrap();
+    let err = engine()
+        .load(&garbage, PluginKind::Parser, PluginSettings::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("not WebAssembly at all"), "{err}");
+
+    // A real component cut in half (a partial write).
+    let bytes = std::fs::read(plugin_path("forex_parser")).unwrap();
+    let partial = dir.path().join("partial.wasm");
+    std::fs::write(&partial, &bytes[..bytes.len() / 2]).unwrap();
+    let err = engine()
+        .load(&partial, PluginKind::Parser, PluginSettings::default())
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("partial.wasm"), "{err}");
+
+    let missing = dir.path().join("missing.wasm");
+    let err = engine()
+        .load(&missing, PluginKind::Parser, PluginSettings::default())
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Read { .. }), "{err}");
+}
+
+#[test]
+fn a_refused_or_crashing_init_is_a_load_time_error() {
+    let plugin = load("hostile", PluginKind::Transform, PluginSettings::default());
+    let err = plugin.instantiate(r#"{"init":"error"}"#).unwrap_err();
+    assert!(matches!(err, PluginError::InitRejected { .. }), "{err}");
+    assert!(err.to_string().contains("refused on purpose"), "{err}");
+
+    let err = plugin.instantiate(r#"{"init":"trap"}"#).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(
+        err.to_string().contains("panicking in init"),
+        "guest stderr is reported: {err}"
+    );
+}
+
+#[test]
+fn the_compiled_code_cache_is_hit_on_a_second_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = pipehost::plugin::EngineSettings {
+        cache_dir: Some(dir.path().to_owned()),
+        max_instances: 4,
+        ..Default::default()
+    };
+    let path = plugin_path("news_parser");
+    let first = pipehost::plugin::PluginEngine::new(settings.clone()).unwrap();
+    first
+        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .unwrap();
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one cache entry written");
+    // A second engine with the same settings loads from the cache; a corrupt
+    // entry is discarded and recompiled rather than trusted.
+    let entry = entries[0].as_ref().unwrap().path();
+    let second = pipehost::plugin::PluginEngine::new(settings.clone()).unwrap();
+    let p = second
+        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .unwrap();
+    p.instantiate("{}").unwrap();
+    std::fs::write(&entry, b"corrupt").unwrap();
+    let third = pipehost::plugin::PluginEngine::new(settings).unwrap();
+    let p = third
+        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .unwrap();
+    p.instantiate("{}").unwrap();
+    assert!(
+        std::fs::metadata(&entry).unwrap().len() > 1000,
+        "entry rewritten"
+    );
+}

@@ -1,0 +1,14 @@
+//! pipehost's integration tests: one binary (see ripgrep's layout), with
+//! modules per area and shared helpers in `util`.
+//!
+//! The plugins must be built for wasm32-wasip2 first (the README's test
+//! command does that); `util::plugin_path` says how if they are missing.
+
+mod util;
+
+mod cli;
+mod conformance;
+mod fixtures;
+mod hostile;
+mod loading;
+mod pipeline;

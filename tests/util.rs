@@ -1,0 +1,132 @@
+//! Helpers shared by the integration tests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pipehost::plugin::{
+    EngineSettings, Event, Field, Plugin, PluginEngine, PluginKind, PluginSettings, RawRecord,
+    Source, Value,
+};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
+}
+
+/// Where the built plugins are: `$PIPEHOST_PLUGIN_DIR`, else
+/// `<target>/wasm32-wasip2/release`.
+pub fn plugin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PIPEHOST_PLUGIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("wasm32-wasip2").join("release")
+}
+
+/// The path of a built plugin, e.g. `plugin_path("forex_parser")`.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let path = plugin_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins first with `./x build-plugins` \
+         (cargo build --release --target wasm32-wasip2 …)",
+        path.display()
+    );
+    path
+}
+
+/// A compiled-code cache shared by this test run and the CLI it spawns.
+pub fn cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("pipehost-test-cache")
+}
+
+/// One engine for the whole test binary.
+pub fn engine() -> &'static PluginEngine {
+    static ENGINE: OnceLock<PluginEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        PluginEngine::new(EngineSettings {
+            cache_dir: Some(cache_dir()),
+            ..EngineSettings::default()
+        })
+        .expect("engine")
+    })
+}
+
+/// Loads a built plugin once per (name, kind, settings) for the whole run.
+pub fn load(name: &str, kind: PluginKind, settings: PluginSettings) -> Plugin {
+    static LOADED: OnceLock<Mutex<HashMap<String, Plugin>>> = OnceLock::new();
+    let key = format!("{name}/{kind}/{settings:?}");
+    let map = LOADED.get_or_init(Default::default);
+    if let Some(p) = map.lock().unwrap().get(&key) {
+        return p.clone();
+    }
+    let plugin = engine()
+        .load(&plugin_path(name), kind, settings)
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    map.lock().unwrap().insert(key, plugin.clone());
+    plugin
+}
+
+pub fn raw(feed: &str, line: &str) -> RawRecord {
+    RawRecord {
+        data: line.as_bytes().to_vec(),
+        source: Source {
+            feed: feed.into(),
+            shard: "shard-0".into(),
+            sequence: "1".into(),
+            partition_key: String::new(),
+            arrival_time_ms: 0,
+        },
+    }
+}
+
+pub fn event(key: &str) -> Event {
+    Event {
+        dataset: "test".into(),
+        partition_key: key.into(),
+        event_time_ms: 1_795_420_800_000,
+        fields: vec![Field {
+            name: "n".into(),
+            value: Value::Integer(1),
+        }],
+    }
+}
+
+/// Runs the pipehost binary with the test cache.
+pub fn pipehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pipehost"))
+        .args(args)
+        .current_dir(root())
+        .env("PIPEHOST_CACHE_DIR", cache_dir())
+        .env("PIPEHOST_PLUGIN_DIR", plugin_dir())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run pipehost")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
