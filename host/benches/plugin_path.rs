@@ -256,6 +256,7 @@ fn main() {
         "feed", "native rec/s", "wasm rec/s", "native MB/s", "wasm MB/s", "ratio", "target"
     );
     let mut all_ok = true;
+    let mut stages = Vec::new();
     for feed in ["forex", "stock", "news"] {
         let f = make_feed(feed, records);
         let bytes: usize = f.lines.iter().map(Vec::len).sum();
@@ -291,6 +292,26 @@ fn main() {
         let mut ti = t.instantiate("{}").unwrap();
         let (native, n_out) = best(reps, || native_chain(feed, &guest_batches));
         let (wasm, w_out) = best(reps, || wasm_chain(&mut pi, &mut ti, &host_batches));
+        let (wasm_parse, parsed) = best(reps, || {
+            host_batches
+                .iter()
+                .map(|b| {
+                    pi.parse(b)
+                        .unwrap()
+                        .into_iter()
+                        .filter_map(Result::ok)
+                        .flatten()
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        });
+        let (wasm_transform, _) = best(reps, || {
+            parsed
+                .iter()
+                .map(|b| ti.transform(b).unwrap().len())
+                .sum::<usize>()
+        });
+        stages.push((feed, wasm_parse, wasm_transform));
         assert_eq!(
             n_out, w_out,
             "{feed}: native and wasm disagree on the output"
@@ -307,6 +328,15 @@ fn main() {
             bytes as f64 / wasm.as_secs_f64() / 1e6,
             ratio,
             if ratio >= 0.6 { ">=0.6 ok" } else { "MISSED" }
+        );
+    }
+    println!();
+    println!("wasm time by stage (whole run, best of {reps})");
+    for (feed, p, t) in &stages {
+        println!(
+            "  {feed:<6} parse {:>8.1} ms   transform {:>8.1} ms",
+            p.as_secs_f64() * 1e3,
+            t.as_secs_f64() * 1e3
         );
     }
     println!();
