@@ -15,16 +15,9 @@ use pipehost::backend::local::{LocalBackend, Names};
 use crate::util::{cache_dir, plugin_dir, text};
 
 /// A small, fast pipeline in `dir`. `extra` is appended (TOML).
-fn write_pipeline(dir: &Path, forex_config: &str, extra: &str) -> PathBuf {
-    let plugins = plugin_dir();
-    let text = format!(
+pub(crate) fn write_pipeline(dir: &Path, forex_config: &str, extra: &str) -> PathBuf {
+    let feeds = format!(
         r#"
-[pipeline]
-name = "e2e"
-
-[plugins]
-dir = "{plugins}"
-
 [feeds.forex]
 parser = {{ plugin = "forex_parser" }}
 transforms = [{{ plugin = "forex_transform" }}]
@@ -52,7 +45,22 @@ plugin = "news_generator"
 interval = "40ms"
 records = 10
 seed = 3
+"#
+    );
+    write_pipeline_with(dir, &feeds, extra)
+}
 
+/// Like [`write_pipeline`] with the `[feeds…]` tables given.
+pub(crate) fn write_pipeline_with(dir: &Path, feeds: &str, extra: &str) -> PathBuf {
+    let plugins = plugin_dir();
+    let text = format!(
+        r#"
+[pipeline]
+name = "e2e"
+
+[plugins]
+dir = "{plugins}"
+{feeds}
 [stream]
 shards = 3
 
@@ -80,7 +88,7 @@ data_dir = "state"
     path
 }
 
-fn run_cmd(pipeline: &Path, args: &[&str]) -> Command {
+pub(crate) fn run_cmd(pipeline: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipehost"));
     cmd.arg("run")
         .arg(pipeline)
@@ -91,7 +99,7 @@ fn run_cmd(pipeline: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn run_to_end(pipeline: &Path, max: u64) -> String {
+pub(crate) fn run_to_end(pipeline: &Path, max: u64) -> String {
     let out = run_cmd(pipeline, &["--max-records", &max.to_string()])
         .output()
         .expect("run pipehost");
@@ -134,13 +142,13 @@ fn stream_rows(state: &Path) -> Vec<StreamRow> {
     .unwrap()
 }
 
-fn count(state: &Path, sql: &str) -> i64 {
+pub(crate) fn count(state: &Path, sql: &str) -> i64 {
     let db = rusqlite::Connection::open(state.join("pipehost.db")).unwrap();
     db.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Every object body (gunzipped), by key.
-fn objects(state: &Path) -> BTreeMap<String, String> {
+pub(crate) fn objects(state: &Path) -> BTreeMap<String, String> {
     let root = state.join("objects").join("e2e");
     let mut out = BTreeMap::new();
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
@@ -172,17 +180,17 @@ fn objects(state: &Path) -> BTreeMap<String, String> {
 }
 
 #[derive(Debug, Default)]
-struct Audit {
-    records: usize,
-    events: usize,
-    error_lines: usize,
-    objects: usize,
+pub(crate) struct Audit {
+    pub records: usize,
+    pub events: usize,
+    pub error_lines: usize,
+    pub objects: usize,
 }
 
 /// Checks that every stream record is in the store exactly once: as one or
 /// more events (numbered parts, no part twice) or as an error line, with
 /// content that matches its raw bytes; and one notification per object.
-fn audit(state: &Path) -> Audit {
+pub(crate) fn audit(state: &Path) -> Audit {
     let rows = stream_rows(state);
     let objs = objects(state);
     let mut parts: HashMap<(String, String), BTreeSet<u64>> = HashMap::new();
@@ -598,7 +606,7 @@ fn sigterm_drains_in_flight_batches_and_a_restart_finishes_the_job() {
     assert_eq!(audit(&state).records as u64, generated);
 }
 
-fn count_or_zero(state: &Path, sql: &str) -> i64 {
+pub(crate) fn count_or_zero(state: &Path, sql: &str) -> i64 {
     if !state.join("pipehost.db").exists() {
         return 0;
     }

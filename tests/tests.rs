@@ -12,3 +12,4 @@ mod fixtures;
 mod hostile;
 mod loading;
 mod pipeline;
+mod reload;

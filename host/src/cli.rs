@@ -42,7 +42,8 @@ pub enum Command {
     /// Run the pipeline: feeds -> stream -> bridge -> queue -> processor ->
     /// object store -> notifications. Stops on Ctrl-C / SIGTERM (draining
     /// in-flight batches), after --duration, or once --max-records records
-    /// were generated and processed.
+    /// were generated and processed. Reloads plugins and live settings when
+    /// pipeline.toml or a plugin file changes, and on SIGHUP.
     Run(RunArgs),
 
     /// Validate a pipeline file and show the plan, without running anything.
@@ -73,6 +74,10 @@ pub struct RunArgs {
     /// No status line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not reload when pipeline.toml or a plugin file changes (SIGHUP
+    /// still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +252,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
         max_records: args.max_records,
         status: !args.quiet,
+        watch: !args.no_watch,
     };
     let report = runtime()?.block_on(crate::runtime::run(Arc::new(plan), opts))?;
     let s = &report.stats;
@@ -279,6 +285,10 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  throughput  {:.0} records/s processed",
         s.processed as f64 / secs
+    );
+    println!(
+        "  reloads     {} applied, {} refused",
+        s.reloads, s.reload_failures
     );
     println!(
         "look at the data: pipehost ls -c {0}   |   pipehost cat -c {0} <key>",

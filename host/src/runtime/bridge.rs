@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{BatchMessage, MessageRecord, VERSION};
@@ -88,20 +89,23 @@ async fn flush(
 /// Forwards one shard until cancelled; flushes the open batch on the way out.
 pub async fn run_shard(
     shard: String,
-    settings: Arc<BridgeSettings>,
+    live: Arc<ArcSwap<BridgeSettings>>,
     stream: Arc<dyn Stream>,
     queue: Arc<dyn Queue>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut read_pos = queue.checkpoint(&settings.consumer, &shard).await?;
+    let consumer = live.load().consumer.clone();
+    let mut read_pos = queue.checkpoint(&consumer, &shard).await?;
     let mut open = Open {
         records: Vec::new(),
         bytes: 0,
         since: Instant::now(),
     };
-    let r = &settings.rollover;
     loop {
+        // Rollover bounds and the poll interval can change live.
+        let settings = live.load_full();
+        let r = &settings.rollover;
         if cancel.is_cancelled() {
             flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
             return Ok(());

@@ -79,7 +79,9 @@ pub async fn run_feed(
         .await?
         .unwrap_or_default();
     let (mut number, mut total) = (position.next, position.records);
-    let mut instance: Option<PluginInstance> = Some(plugin.instantiate(&plan.plugin.config_json)?);
+    let mut instance: Option<PluginInstance> = Some(super::blocking(|| {
+        plugin.instantiate(&plan.plugin.config_json)
+    })?);
     let mut ticker = tokio::time::interval(plan.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     tracing::info!(feed, tick = number, "feed starts");

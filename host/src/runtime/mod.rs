@@ -17,6 +17,7 @@ pub mod feeds;
 pub mod message;
 pub mod process;
 pub mod processor;
+pub mod reload;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -24,11 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
-use crate::plan::{Plan, PluginPlan};
-use crate::plugin::{EngineSettings, Plugin, PluginEngine, PluginKind};
+use crate::plan::Plan;
+use crate::plugin::{EngineSettings, PluginEngine, PluginKind};
+use reload::{Chains, PluginCache};
 use stats::{Snapshot, Stats, StatusLine};
 
 /// How long to run.
@@ -40,6 +44,8 @@ pub struct RunOptions {
     pub max_records: Option<u64>,
     /// Draw the status line (only on a terminal).
     pub status: bool,
+    /// Reload when pipeline.toml or a plugin file changes (SIGHUP always does).
+    pub watch: bool,
 }
 
 /// What a run did.
@@ -49,18 +55,6 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The run ended because everything asked for was processed.
     pub drained: bool,
-}
-
-fn load(engine: &PluginEngine, p: &PluginPlan, kind: PluginKind) -> anyhow::Result<Plugin> {
-    let plugin = engine
-        .load(&p.path, kind, p.settings.clone())
-        .with_context(|| format!("{} (`{}`)", p.path.display(), p.origin.key))?;
-    // The load-time gate: a plugin that refuses its config, or traps while
-    // reading it, stops the run before anything starts.
-    plugin
-        .instantiate(&p.config_json)
-        .with_context(|| format!("`{}`", p.origin.key))?;
-    Ok(plugin)
 }
 
 /// True when the bridge has forwarded every stream record and the queue and
@@ -108,44 +102,164 @@ async fn shutdown_signal() {
     }
 }
 
+/// Runs plugin work from async code. Plugin calls must never run on an
+/// async worker thread: wasmtime-wasi's synchronous bindings block on a
+/// future for every WASI call the guest makes, which panics there.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// A running feed generator.
+struct FeedTask {
+    handle: JoinHandle<anyhow::Result<()>>,
+    cancel: CancellationToken,
+}
+
+struct Feeds {
+    tasks: HashMap<String, FeedTask>,
+    stream: Arc<dyn backend::Stream>,
+    stats: Arc<Stats>,
+    budget: Arc<feeds::Budget>,
+}
+
+impl Feeds {
+    fn start(&mut self, plan: &Plan, name: &str, cache: &mut PluginCache) -> anyhow::Result<()> {
+        let Some(feed) = plan.feed(name) else {
+            return Ok(());
+        };
+        let Some(g) = &feed.generator else {
+            return Ok(());
+        };
+        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(feeds::run_feed(
+            name.to_string(),
+            g.clone(),
+            plugin,
+            self.stream.clone(),
+            self.stats.clone(),
+            self.budget.clone(),
+            cancel.clone(),
+        ));
+        self.tasks
+            .insert(name.to_string(), FeedTask { handle, cancel });
+        Ok(())
+    }
+
+    async fn stop(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(t) = self.tasks.remove(name) {
+            t.cancel.cancel();
+            t.handle.await?.with_context(|| format!("feed {name}"))?;
+        }
+        Ok(())
+    }
+
+    async fn stop_all(&mut self) -> anyhow::Result<()> {
+        let names: Vec<String> = self.tasks.keys().cloned().collect();
+        for t in self.tasks.values() {
+            t.cancel.cancel();
+        }
+        for n in names {
+            self.stop(&n).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes and checks feeds that ended on their own (budget used up).
+    async fn reap(&mut self) -> anyhow::Result<()> {
+        let done: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.handle.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in done {
+            self.stop(&n).await?;
+        }
+        Ok(())
+    }
+}
+
+fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
+    bridge::BridgeSettings {
+        stream_name: plan.stream_name.clone(),
+        consumer: plan.bridge_consumer.clone(),
+        rollover: plan.rollover.clone(),
+        poll_interval: plan.poll_interval,
+    }
+}
+
+/// Applies a reload if it validates; reports the outcome either way.
+async fn reload(
+    why: &str,
+    plan: &mut Arc<Plan>,
+    cache: &mut PluginCache,
+    chains: &ArcSwap<Chains>,
+    bridge_live: &ArcSwap<bridge::BridgeSettings>,
+    feeds: &mut Feeds,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let current = chains.load_full();
+    match blocking(|| reload::prepare(cache, plan, &current)) {
+        Err(e) => {
+            Stats::add(&stats.reload_failures, 1);
+            let msg = format!("reload refused ({why}); the running version keeps serving: {e}");
+            tracing::error!("{msg}");
+            stats.set_note(msg);
+        }
+        Ok((new_plan, new_chains, applied)) => {
+            if applied.changes.is_empty() {
+                tracing::debug!("reload ({why}): nothing changed");
+                *plan = Arc::new(new_plan);
+                return Ok(());
+            }
+            chains.store(Arc::new(Chains {
+                generation: current.generation + 1,
+                feeds: new_chains,
+            }));
+            bridge_live.store(Arc::new(bridge_settings(&new_plan)));
+            let new_plan = Arc::new(new_plan);
+            for name in &applied.feeds_to_restart {
+                feeds.stop(name).await?;
+                feeds.start(&new_plan, name, cache)?;
+            }
+            *plan = new_plan;
+            Stats::add(&stats.reloads, 1);
+            let msg = format!("reloaded ({why}): {}", applied.changes.join("; "));
+            tracing::warn!(generation = current.generation + 1, "{msg}");
+            stats.set_note(msg);
+        }
+    }
+    Ok(())
+}
+
 /// Runs the pipeline of `plan`.
 pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
+    let mut plan = plan;
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
-        max_instances: plugin_count * (plan.workers as u32 + 2) + 16,
+        // Room for each worker's set, a reloaded set beside it, and checks.
+        max_instances: plugin_count * (2 * plan.workers as u32 + 4) + 32,
         ..EngineSettings::default()
     })?;
-
-    let mut chains = HashMap::new();
-    let mut generators = Vec::new();
-    for feed in &plan.feeds {
-        if let Some(g) = &feed.generator {
-            generators.push((
-                feed.name.clone(),
-                g.clone(),
-                load(&engine, &g.plugin, PluginKind::Generator)?,
-            ));
+    let mut cache = PluginCache::new(engine);
+    // The load-time gate: every plugin compiles, targets its world, and
+    // accepts its config before anything starts.
+    let initial = blocking(|| {
+        for feed in &plan.feeds {
+            if let Some(g) = &feed.generator {
+                cache.get(&g.plugin, PluginKind::Generator)?;
+            }
         }
-        let parser = (
-            load(&engine, &feed.parser, PluginKind::Parser)?,
-            feed.parser.config_json.clone(),
-        );
-        let transforms = feed
-            .transforms
-            .iter()
-            .map(|t| {
-                Ok((
-                    load(&engine, t, PluginKind::Transform)?,
-                    t.config_json.clone(),
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        chains.insert(
-            feed.name.clone(),
-            processor::FeedChain { parser, transforms },
-        );
-    }
+        reload::build_chains(&mut cache, &plan)
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let chains = Arc::new(ArcSwap::from_pointee(Chains {
+        generation: 0,
+        feeds: initial,
+    }));
 
     let backend = backend::open(&plan)?;
     let stats = Arc::new(Stats::default());
@@ -165,34 +279,26 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         opts.max_records.map(|m| m.saturating_sub(done_before)),
     ));
 
-    let feeds_cancel = CancellationToken::new();
     let bridge_cancel = CancellationToken::new();
     let proc_cancel = CancellationToken::new();
     let in_flight = Arc::new(processor::InFlight::default());
 
-    let mut feed_tasks = Vec::new();
-    for (name, g, plugin) in generators {
-        feed_tasks.push(tokio::spawn(feeds::run_feed(
-            name,
-            g,
-            plugin,
-            backend.stream.clone(),
-            stats.clone(),
-            budget.clone(),
-            feeds_cancel.clone(),
-        )));
+    let mut feeds = Feeds {
+        tasks: HashMap::new(),
+        stream: backend.stream.clone(),
+        stats: stats.clone(),
+        budget: budget.clone(),
+    };
+    let names: Vec<String> = plan.feeds.iter().map(|f| f.name.clone()).collect();
+    for name in &names {
+        feeds.start(&plan, name, &mut cache)?;
     }
-    let bridge_settings = Arc::new(bridge::BridgeSettings {
-        stream_name: plan.stream_name.clone(),
-        consumer: plan.bridge_consumer.clone(),
-        rollover: plan.rollover.clone(),
-        poll_interval: plan.poll_interval,
-    });
+    let bridge_live = Arc::new(ArcSwap::from_pointee(bridge_settings(&plan)));
     let mut bridge_tasks = Vec::new();
     for shard in backend.stream.shards().await? {
         bridge_tasks.push(tokio::spawn(bridge::run_shard(
             shard,
-            bridge_settings.clone(),
+            bridge_live.clone(),
             backend.stream.clone(),
             backend.queue.clone(),
             stats.clone(),
@@ -200,7 +306,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         )));
     }
     let proc_task = tokio::spawn(processor::run(
-        chains,
+        chains.clone(),
         backend.clone(),
         processor::ProcessorSettings {
             workers: plan.workers,
@@ -217,6 +323,29 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         proc_cancel.clone(),
     ));
 
+    // Reload triggers: file changes (debounced) and SIGHUP.
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<String>(64);
+    let mut watcher = if opts.watch {
+        Some(reload::watch(
+            &reload::watched_files(&plan),
+            reload_tx.clone(),
+        )?)
+    } else {
+        None
+    };
+    #[cfg(unix)]
+    {
+        let tx = reload_tx.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = tx.send("SIGHUP".to_string()).await;
+            }
+        });
+    }
+    let mut pending: Option<(Instant, String)> = None;
+    const DEBOUNCE: Duration = Duration::from_millis(50);
+
     let mut status = StatusLine::new(opts.status);
     let deadline = opts.duration.map(|d| started + d);
     let signal = shutdown_signal();
@@ -226,25 +355,46 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let mut last_status = Instant::now() - Duration::from_secs(1);
     let mut last_trim = Instant::now();
     loop {
+        let debounce = async {
+            match &pending {
+                Some((at, _)) => tokio::time::sleep_until((*at).into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut signal => {
                 tracing::info!("shutting down: signal");
                 break;
+            }
+            why = reload_rx.recv() => {
+                if let Some(why) = why {
+                    // Editors and compilers write in several steps: wait
+                    // until the files have been quiet for a moment.
+                    pending = Some((Instant::now() + DEBOUNCE, why));
+                }
+                continue;
+            }
+            _ = debounce => {
+                let (_, why) = pending.take().expect("pending");
+                let cache_ref = &mut cache;
+                reload(&why, &mut plan, cache_ref, &chains, &bridge_live, &mut feeds, &stats).await?;
+                if opts.watch {
+                    // Plugin paths may have changed: watch the new set.
+                    watcher = Some(reload::watch(&reload::watched_files(&plan), reload_tx.clone())?);
+                }
+                continue;
             }
             _ = tick.tick() => {}
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if let Some(pos) = feed_tasks.iter().position(|t| t.is_finished()) {
-            let t = feed_tasks.remove(pos);
-            t.await?.context("a feed stopped")?;
-        }
+        feeds.reap().await?;
         if proc_task.is_finished() || bridge_tasks.iter().any(|t| t.is_finished()) {
             break;
         }
         if opts.max_records.is_some()
-            && feed_tasks.is_empty()
+            && feeds.tasks.is_empty()
             && drained(&plan, &backend, &in_flight).await?
         {
             drained_run = true;
@@ -261,45 +411,35 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
-            if let Ok(d) = backend.queue.depth().await {
-                stats
-                    .queue_depth
-                    .store(d.total(), std::sync::atomic::Ordering::Relaxed);
-            }
-            if let Ok(d) = backend.dead_letter.depth().await {
-                stats
-                    .dead_letters
-                    .store(d.total(), std::sync::atomic::Ordering::Relaxed);
-            }
-            status.draw(&stats.snapshot());
+            refresh_gauges(&backend, &stats).await;
+            status.draw(&stats.snapshot(), stats.note());
         }
     }
+    drop(watcher);
 
     // Front to back, each stage finishing what it holds.
-    feeds_cancel.cancel();
-    for t in feed_tasks {
-        t.await?.context("a feed failed")?;
-    }
+    feeds.stop_all().await?;
     bridge_cancel.cancel();
     for t in bridge_tasks {
         t.await?.context("the bridge failed")?;
     }
     proc_cancel.cancel();
     proc_task.await?.context("the processor failed")?;
-    if let Ok(d) = backend.queue.depth().await {
-        stats
-            .queue_depth
-            .store(d.total(), std::sync::atomic::Ordering::Relaxed);
-    }
-    if let Ok(d) = backend.dead_letter.depth().await {
-        stats
-            .dead_letters
-            .store(d.total(), std::sync::atomic::Ordering::Relaxed);
-    }
+    refresh_gauges(&backend, &stats).await;
     status.finish();
     Ok(RunReport {
         stats: stats.snapshot(),
         elapsed: started.elapsed(),
         drained: drained_run,
     })
+}
+
+async fn refresh_gauges(backend: &Backend, stats: &Stats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Ok(d) = backend.queue.depth().await {
+        stats.queue_depth.store(d.total(), Relaxed);
+    }
+    if let Ok(d) = backend.dead_letter.depth().await {
+        stats.dead_letters.store(d.total(), Relaxed);
+    }
 }

@@ -14,8 +14,11 @@ use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwap;
+
 use super::message::BatchMessage;
 use super::process::{FeedPlugins, Layout, OutputObject, ProcessedBatch, process};
+use super::reload::Chains;
 use super::stats::Stats;
 use crate::backend::{Backend, Notification, ObjectInfo, Received};
 use crate::event::format_ms;
@@ -115,32 +118,60 @@ async fn deliver(
     Ok(())
 }
 
+/// A worker's own instances of every feed's chain.
+fn instantiate(chains: &Chains) -> anyhow::Result<HashMap<String, FeedPlugins>> {
+    chains
+        .feeds
+        .iter()
+        .map(|(name, c)| {
+            let parser = c.parser.0.instantiate(&c.parser.1)?;
+            let transforms = c
+                .transforms
+                .iter()
+                .map(|(p, cfg)| p.instantiate(cfg))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name.clone(), FeedPlugins { parser, transforms }))
+        })
+        .collect()
+}
+
 async fn worker(
     id: usize,
-    chains: Arc<HashMap<String, FeedChain>>,
+    chains: Arc<ArcSwap<Chains>>,
     jobs: Arc<Mutex<mpsc::Receiver<Received>>>,
     backend: Backend,
     settings: Arc<ProcessorSettings>,
     stats: Arc<Stats>,
     in_flight: Arc<InFlight>,
 ) -> anyhow::Result<()> {
-    let mut feeds: Option<HashMap<String, FeedPlugins>> = Some(
-        chains
-            .iter()
-            .map(|(name, c)| {
-                let parser = c.parser.0.instantiate(&c.parser.1)?;
-                let transforms = c
-                    .transforms
-                    .iter()
-                    .map(|(p, cfg)| p.instantiate(cfg))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((name.clone(), FeedPlugins { parser, transforms }))
-            })
-            .collect::<anyhow::Result<_>>()?,
-    );
+    let current = chains.load_full();
+    let mut generation = current.generation;
+    let mut feeds: Option<HashMap<String, FeedPlugins>> =
+        Some(super::blocking(|| instantiate(&current))?);
     loop {
         let job = { jobs.lock().await.recv().await };
         let Some(received) = job else { break };
+        // A batch boundary: pick up a reloaded plugin set. The batch in
+        // hand and every later one run on it; earlier ones finished on the
+        // set they started with.
+        let latest = chains.load_full();
+        if latest.generation != generation {
+            match super::blocking(|| instantiate(&latest)) {
+                Ok(f) => {
+                    feeds = Some(f);
+                    generation = latest.generation;
+                    tracing::debug!(
+                        worker = id,
+                        generation,
+                        "worker switched to the reloaded plugins"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    worker = id,
+                    "cannot instantiate the reloaded plugins; keeping the old ones: {e}"
+                ),
+            }
+        }
         // Keep the message invisible while this worker holds it.
         let heartbeat = {
             let queue = backend.queue.clone();
@@ -195,7 +226,7 @@ async fn worker(
 /// Runs the fetcher and the workers until cancelled; in-flight batches are
 /// finished before it returns.
 pub async fn run(
-    chains: HashMap<String, FeedChain>,
+    chains: Arc<ArcSwap<Chains>>,
     backend: Backend,
     settings: ProcessorSettings,
     stats: Arc<Stats>,
@@ -203,7 +234,6 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let chains = Arc::new(chains);
     let (tx, rx) = mpsc::channel::<Received>(settings.workers);
     let rx = Arc::new(Mutex::new(rx));
     let mut workers = Vec::new();

@@ -22,6 +22,10 @@ pub struct Stats {
     /// Gauges refreshed by the status task.
     pub queue_depth: AtomicU64,
     pub dead_letters: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    /// The last reload's outcome, for the status line.
+    note: std::sync::Mutex<Option<String>>,
 }
 
 /// A plain copy of [`Stats`] at one moment.
@@ -41,9 +45,21 @@ pub struct Snapshot {
     pub backend_errors: u64,
     pub queue_depth: u64,
     pub dead_letters: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 impl Stats {
+    pub fn set_note(&self, note: String) {
+        if let Ok(mut n) = self.note.lock() {
+            *n = Some(note);
+        }
+    }
+
+    pub fn note(&self) -> Option<String> {
+        self.note.lock().ok().and_then(|n| n.clone())
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -65,6 +81,8 @@ impl Stats {
             backend_errors: g(&self.backend_errors),
             queue_depth: g(&self.queue_depth),
             dead_letters: g(&self.dead_letters),
+            reloads: g(&self.reloads),
+            reload_failures: g(&self.reload_failures),
         }
     }
 }
@@ -81,7 +99,7 @@ impl Snapshot {
     /// One status line.
     pub fn line(&self, elapsed: Duration, rate: f64) -> String {
         format!(
-            "{:>6.1}s | generated {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {}",
+            "{:>6.1}s | generated {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {} | reloads {}/{} refused",
             elapsed.as_secs_f64(),
             human(self.generated),
             human(self.bridged),
@@ -92,6 +110,8 @@ impl Snapshot {
             human(self.error_records),
             self.queue_depth,
             self.dead_letters,
+            self.reloads,
+            self.reload_failures,
         )
     }
 }
@@ -114,7 +134,7 @@ impl StatusLine {
         }
     }
 
-    pub fn draw(&mut self, s: &Snapshot) {
+    pub fn draw(&mut self, s: &Snapshot, note: Option<String>) {
         if !self.tty {
             return;
         }
@@ -123,7 +143,12 @@ impl StatusLine {
         let rate = (s.processed.saturating_sub(self.last.1)) as f64 / dt;
         self.last = (now, s.processed);
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{}", s.line(self.started.elapsed(), rate));
+        let mut line = s.line(self.started.elapsed(), rate);
+        if let Some(n) = note {
+            let short: String = n.chars().take(100).collect();
+            line.push_str(&format!(" | {short}"));
+        }
+        let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
         self.drawn = true;
     }

@@ -1,0 +1,338 @@
+//! Hot reload: swap plugins and live settings while the pipeline runs.
+//!
+//! A reload (a changed file, SIGHUP) re-reads `pipeline.toml`, refuses edits
+//! that cannot apply live (the backend, resource names, shard count, worker
+//! count, object layout), and for every plugin reference either reuses the
+//! loaded plugin (same file content, same settings) or compiles the new file
+//! off the hot path and validates it: the world and version check, an
+//! instance, and `init` with its config. Only when everything validates is
+//! the new set published, as one atomic swap with a new generation number.
+//! Workers look at the generation at the start of each batch, so a batch in
+//! flight finishes on the version it started with. Any failure leaves the
+//! old set serving.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::processor::FeedChain;
+use crate::plan::{self, FeedPlan, Plan, PluginPlan};
+use crate::plugin::{Plugin, PluginEngine, PluginKind};
+
+/// The plugins workers use, with the generation that identifies the set.
+pub struct Chains {
+    pub generation: u64,
+    pub feeds: HashMap<String, FeedChain>,
+}
+
+/// Why a reload did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{}", .0.join("; "))]
+    Config(Vec<String>),
+    #[error("cannot change while running (restart to apply): {}", .0.join(", "))]
+    NotLive(Vec<&'static str>),
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Human-readable changes, e.g. `feeds.forex.transforms[0]: forex_transform@1a2b… -> @3c4d…`.
+    pub changes: Vec<String>,
+    /// Feeds whose generator must restart (changed, added or removed).
+    pub feeds_to_restart: Vec<String>,
+}
+
+/// Loads plugins for the pipeline and remembers them by file content.
+pub struct PluginCache {
+    engine: PluginEngine,
+    /// (path, kind) -> loaded plugin.
+    loaded: HashMap<(PathBuf, PluginKind), Plugin>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl PluginCache {
+    pub fn new(engine: PluginEngine) -> Self {
+        Self {
+            engine,
+            loaded: HashMap::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    /// The plugin for `p`: the one already loaded when the file content and
+    /// settings are unchanged, else a fresh load. Either way it is validated
+    /// by an instance running `init` with `p`'s config.
+    pub fn get(&mut self, p: &PluginPlan, kind: PluginKind) -> Result<Plugin, String> {
+        let context = |e: &dyn std::fmt::Display| format!("`{}`: {e}", p.origin.key);
+        let bytes = std::fs::read(&p.path)
+            .map_err(|e| context(&format!("cannot read {}: {e}", p.path.display())))?;
+        let key = (p.path.clone(), kind);
+        let plugin = match self.loaded.get(&key) {
+            Some(old) if old.sha256() == sha256_hex(&bytes) && old.settings() == &p.settings => {
+                old.clone()
+            }
+            _ => self
+                .engine
+                .load_bytes(&p.path, &bytes, kind, p.settings.clone())
+                .map_err(|e| context(&e))?,
+        };
+        plugin
+            .instantiate(&p.config_json)
+            .map_err(|e| context(&e))?;
+        self.loaded.insert(key, plugin.clone());
+        Ok(plugin)
+    }
+}
+
+/// The plugin chains of a plan.
+pub fn build_chains(
+    cache: &mut PluginCache,
+    plan: &Plan,
+) -> Result<HashMap<String, FeedChain>, String> {
+    let mut chains = HashMap::new();
+    for feed in &plan.feeds {
+        let parser = (
+            cache.get(&feed.parser, PluginKind::Parser)?,
+            feed.parser.config_json.clone(),
+        );
+        let transforms = feed
+            .transforms
+            .iter()
+            .map(|t| Ok((cache.get(t, PluginKind::Transform)?, t.config_json.clone())))
+            .collect::<Result<Vec<_>, String>>()?;
+        chains.insert(feed.name.clone(), FeedChain { parser, transforms });
+    }
+    Ok(chains)
+}
+
+/// The settings that cannot change while running, compared.
+fn not_live(old: &Plan, new: &Plan) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut check = |same: bool, key: &'static str| {
+        if !same {
+            keys.push(key);
+        }
+    };
+    check(
+        old.backend == new.backend,
+        "pipeline.backend / local.data_dir / local.sync",
+    );
+    check(old.name == new.name, "pipeline.name");
+    check(old.stream_name == new.stream_name, "stream.name");
+    check(old.shards == new.shards, "stream.shards");
+    check(old.queue_name == new.queue_name, "queue.name");
+    check(
+        old.dead_letter_queue == new.dead_letter_queue,
+        "queue.dead_letter",
+    );
+    check(
+        old.visibility_timeout == new.visibility_timeout,
+        "queue.visibility_timeout",
+    );
+    check(old.max_receives == new.max_receives, "queue.max_receives");
+    check(old.workers == new.workers, "processor.workers");
+    check(
+        old.receive_batch == new.receive_batch,
+        "processor.receive_batch",
+    );
+    check(old.bucket == new.bucket, "store.bucket");
+    check(old.key_template == new.key_template, "store.key_template");
+    check(old.error_prefix == new.error_prefix, "store.error_prefix");
+    check(old.gzip == new.gzip, "store.gzip");
+    check(old.topic == new.topic, "notifications.topic");
+    check(
+        old.subscribers == new.subscribers,
+        "notifications.subscribers",
+    );
+    check(
+        old.bridge_consumer == new.bridge_consumer,
+        "bridge.consumer",
+    );
+    keys
+}
+
+/// A feed generator's identity: restart it when this changes.
+pub fn generator_signature(feed: &FeedPlan, cache: &PluginCache) -> Option<String> {
+    let g = feed.generator.as_ref()?;
+    let sha = cache
+        .loaded
+        .get(&(g.plugin.path.clone(), PluginKind::Generator))
+        .map(|p| p.sha256().to_string())
+        .unwrap_or_default();
+    Some(format!(
+        "{}|{sha}|{}|{:?}|{}|{}|{:?}",
+        g.plugin.path.display(),
+        g.plugin.config_json,
+        g.interval,
+        g.records,
+        g.seed,
+        g.plugin.settings
+    ))
+}
+
+fn describe(chains: &HashMap<String, FeedChain>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (feed, c) in chains {
+        out.insert(
+            format!("feeds.{feed}.parser"),
+            format!("{} {}", c.parser.0.version(), c.parser.1),
+        );
+        for (i, (p, cfg)) in c.transforms.iter().enumerate() {
+            out.insert(
+                format!("feeds.{feed}.transforms[{i}]"),
+                format!("{} {cfg}", p.version()),
+            );
+        }
+    }
+    out
+}
+
+/// Re-reads the pipeline file and prepares the new chains. Nothing is
+/// published here; the caller swaps on success.
+pub fn prepare(
+    cache: &mut PluginCache,
+    current_plan: &Plan,
+    current: &Chains,
+) -> Result<(Plan, HashMap<String, FeedChain>, Applied), ReloadError> {
+    let render = |errs: Vec<crate::config::ConfigError>| {
+        ReloadError::Config(errs.into_iter().map(|e| e.to_string()).collect())
+    };
+    let new_plan = plan::load(&current_plan.file).map_err(render)?;
+    plan::check_files(&new_plan).map_err(render)?;
+    let refused = not_live(current_plan, &new_plan);
+    if !refused.is_empty() {
+        return Err(ReloadError::NotLive(refused));
+    }
+    // Generators are validated too, before anything changes.
+    for feed in &new_plan.feeds {
+        if let Some(g) = &feed.generator {
+            cache
+                .get(&g.plugin, PluginKind::Generator)
+                .map_err(ReloadError::Plugin)?;
+        }
+    }
+    let chains = build_chains(cache, &new_plan).map_err(ReloadError::Plugin)?;
+
+    let mut applied = Applied::default();
+    let before = describe(&current.feeds);
+    let after = describe(&chains);
+    let mut keys: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    keys.sort();
+    for k in keys {
+        match (before.get(k), after.get(k)) {
+            (Some(a), Some(b)) if a != b => applied.changes.push(format!("{k}: {a} -> {b}")),
+            (None, Some(b)) => applied.changes.push(format!("{k}: added {b}")),
+            (Some(_), None) => applied.changes.push(format!("{k}: removed")),
+            _ => {}
+        }
+    }
+    let old_feeds: HashMap<&str, &FeedPlan> = current_plan
+        .feeds
+        .iter()
+        .map(|f| (f.name.as_str(), f))
+        .collect();
+    let new_feeds: HashMap<&str, &FeedPlan> = new_plan
+        .feeds
+        .iter()
+        .map(|f| (f.name.as_str(), f))
+        .collect();
+    for name in old_feeds
+        .keys()
+        .chain(new_feeds.keys())
+        .collect::<HashSet<_>>()
+    {
+        let a = old_feeds
+            .get(name)
+            .and_then(|f| generator_signature(f, cache));
+        let b = new_feeds
+            .get(name)
+            .and_then(|f| generator_signature(f, cache));
+        if a != b {
+            applied.feeds_to_restart.push(name.to_string());
+            applied
+                .changes
+                .push(format!("feeds.{name}.generator: restarted"));
+        }
+    }
+    applied.feeds_to_restart.sort();
+    if current_plan.rollover.records != new_plan.rollover.records
+        || current_plan.rollover.bytes != new_plan.rollover.bytes
+        || current_plan.rollover.age != new_plan.rollover.age
+        || current_plan.poll_interval != new_plan.poll_interval
+    {
+        applied
+            .changes
+            .push("store.rollover / bridge.poll_interval".into());
+    }
+    if current_plan.retention != new_plan.retention {
+        applied.changes.push("stream.retention".into());
+    }
+    Ok((new_plan, chains, applied))
+}
+
+/// The files a running pipeline watches: its pipeline file and every plugin.
+pub fn watched_files(plan: &Plan) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = plan.plugins().map(|p| p.path.clone()).collect();
+    files.push(plan.file.clone());
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Canonical form for comparing watched paths with event paths.
+pub fn canonical(path: &Path) -> PathBuf {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = parent.canonicalize().unwrap_or_else(|_| parent.to_owned());
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    }
+}
+
+/// Creates a file-system watcher that sends a unit on `tx` whenever one of
+/// `files` is created, written, renamed into place or removed.
+pub fn watch(
+    files: &[PathBuf],
+    tx: tokio::sync::mpsc::Sender<String>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let wanted: HashSet<PathBuf> = files.iter().map(|f| canonical(f)).collect();
+    let dirs: HashSet<PathBuf> = wanted
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_owned))
+        .collect();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        if let Some(p) = event.paths.iter().find(|p| wanted.contains(&canonical(p))) {
+            let _ = tx.try_send(format!("{} changed", p.display()));
+        }
+    })?;
+    for d in dirs {
+        watcher.watch(&d, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
+}

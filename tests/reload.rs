@@ -1,0 +1,356 @@
+//! Hot reload while the pipeline runs: a transform replaced 50 times under
+//! load loses and doubles nothing; broken files are refused and the old
+//! version keeps serving; live config edits apply, others are refused.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::pipeline::{audit, count_or_zero, run_cmd, run_to_end, write_pipeline_with};
+use crate::util::{plugin_path, wait_for};
+
+/// A running `pipehost run` whose stderr lines are collected.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(pipeline: &Path) -> Self {
+        let mut child = run_cmd(pipeline, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Self { child, stderr }
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, and the run's summary.
+    fn stop(self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "graceful exit: {:?}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `bytes` with a custom section appended: a different file (and version)
+/// that behaves the same.
+fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = b"pipehost-test-variant";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8); // LEB128 size (< 128)
+    out.extend_from_slice(&section);
+    out
+}
+
+fn version(name: &str, bytes: &[u8]) -> String {
+    let sha: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{name}@{}", &sha[..12])
+}
+
+/// Writes a file the way build tools do: a temporary file renamed into place.
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The plugin versions named by the data objects stored so far.
+fn versions_stored(state: &Path) -> Vec<String> {
+    if !state.join("pipehost.db").exists() {
+        return Vec::new();
+    }
+    let Ok(db) = rusqlite::Connection::open(state.join("pipehost.db")) else {
+        return Vec::new();
+    };
+    let Ok(mut st) = db.prepare(
+        "SELECT json_extract(metadata, '$.\"plugin-versions\"') FROM objects
+         WHERE key LIKE 'dataset=forex/%' ORDER BY modified_ms",
+    ) else {
+        return Vec::new();
+    };
+    st.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// A forex-only pipeline whose transform is `transform` (a path).
+fn forex_pipeline(dir: &Path, transforms: &str) -> PathBuf {
+    let feeds = format!(
+        r#"
+[feeds.forex]
+parser = {{ plugin = "forex_parser" }}
+transforms = [{transforms}]
+[feeds.forex.generator]
+plugin = "forex_generator"
+interval = "10ms"
+records = 20
+seed = 5
+"#
+    );
+    write_pipeline_with(dir, &feeds, "")
+}
+
+fn copy_transform(dir: &Path) -> (PathBuf, Vec<u8>) {
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    let path = dir.join("plugins").join("forex_transform.wasm");
+    let bytes = std::fs::read(plugin_path("forex_transform")).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+#[test]
+fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (path, original) = copy_transform(dir.path());
+    let pipeline = forex_pipeline(
+        dir.path(),
+        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
+    );
+    let run = Running::start(&pipeline);
+    let v0 = version("forex_transform", &original);
+    assert!(
+        wait_for(Duration::from_secs(60), || versions_stored(&state)
+            .iter()
+            .any(|v| v.contains(&v0))),
+        "the first version served:\n{}",
+        run.log()
+    );
+    let mut written = vec![v0.clone()];
+    for n in 1..=50 {
+        let bytes = variant(&original, n);
+        let v = version("forex_transform", &bytes);
+        replace(&path, &bytes);
+        assert!(
+            wait_for(Duration::from_secs(60), || versions_stored(&state)
+                .iter()
+                .any(|s| s.contains(&v))),
+            "variant {n} ({v}) never served:\n{}",
+            run.log()
+        );
+        written.push(v);
+    }
+    let summary = run.stop();
+    assert!(
+        summary.contains("reloads     50 applied, 0 refused"),
+        "{summary}"
+    );
+    // Finish what was generated, then audit: no record lost or doubled.
+    let generated = count_or_zero(&state, "SELECT COUNT(*) FROM stream_records") as u64;
+    run_to_end(&pipeline, generated);
+    let a = audit(&state);
+    assert_eq!(a.records as u64, generated);
+    // Every object names exactly one transform version, one that was written.
+    let stored = versions_stored(&state);
+    for s in &stored {
+        let t: Vec<&str> = s
+            .split(',')
+            .filter(|p| p.starts_with("forex_transform@"))
+            .collect();
+        assert_eq!(t.len(), 1, "{s}");
+        assert!(
+            written.iter().any(|w| w == t[0]),
+            "{s} is not a version that was written"
+        );
+    }
+}
+
+#[test]
+fn broken_files_are_refused_and_the_old_version_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (path, original) = copy_transform(dir.path());
+    let pipeline = forex_pipeline(
+        dir.path(),
+        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
+    );
+    let run = Running::start(&pipeline);
+    let v0 = version("forex_transform", &original);
+    assert!(wait_for(Duration::from_secs(60), || !versions_stored(
+        &state
+    )
+    .is_empty()));
+    let generator = std::fs::read(plugin_path("forex_generator")).unwrap();
+    let broken: [(&str, Vec<u8>, &str); 3] = [
+        ("garbage", b"this is not wasm".to_vec(), "not WebAssembly"),
+        (
+            "partial write",
+            original[..original.len() / 3].to_vec(),
+            "invalid component",
+        ),
+        ("wrong world", generator, "expected a transform-plugin"),
+    ];
+    for (i, (what, bytes, reason)) in broken.iter().enumerate() {
+        replace(&path, bytes);
+        assert!(
+            wait_for(Duration::from_secs(60), || run.lines_with("reload refused")
+                > i),
+            "{what}: refused\n{}",
+            run.log()
+        );
+        assert!(
+            run.log().contains(reason),
+            "{what}: the reason is given:\n{}",
+            run.log()
+        );
+        let seen = versions_stored(&state).len();
+        assert!(
+            wait_for(Duration::from_secs(60), || versions_stored(&state).len()
+                > seen),
+            "{what}: the pipeline keeps storing"
+        );
+        assert!(
+            versions_stored(&state).last().unwrap().contains(&v0),
+            "{what}: the old version serves"
+        );
+    }
+    // A plugin that traps while reading its config (through a config edit).
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
+        &format!(
+            r#"{{ plugin = "{}", config = {{ init = "trap" }} }}"#,
+            plugin_path("hostile").display()
+        ),
+    );
+    replace(&pipeline, text.as_bytes());
+    assert!(
+        wait_for(Duration::from_secs(60), || run.lines_with("reload refused")
+            > 3),
+        "a trapping init is refused\n{}",
+        run.log()
+    );
+    assert!(run.log().contains("panicking in init"), "{}", run.log());
+    let seen = versions_stored(&state).len();
+    assert!(wait_for(Duration::from_secs(60), || versions_stored(
+        &state
+    )
+    .len()
+        > seen));
+    assert!(versions_stored(&state).last().unwrap().contains(&v0));
+    let summary = run.stop();
+    assert!(
+        summary.contains("reloads     0 applied, 4 refused"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn live_config_edits_apply_and_the_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let pipeline = forex_pipeline(dir.path(), "");
+    let run = Running::start(&pipeline);
+    assert!(wait_for(Duration::from_secs(60), || !versions_stored(
+        &state
+    )
+    .is_empty()));
+    assert!(!versions_stored(&state)[0].contains("forex_transform"));
+    // Add a transform to the chain: later objects carry its fields.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let with_transform = text.replace(
+        "transforms = []",
+        r#"transforms = [{ plugin = "forex_transform" }]"#,
+    );
+    replace(&pipeline, with_transform.as_bytes());
+    assert!(
+        wait_for(Duration::from_secs(60), || versions_stored(&state)
+            .last()
+            .is_some_and(|v| v.contains("forex_transform@"))),
+        "the added transform serves:\n{}",
+        run.log()
+    );
+    // Switching the shard count cannot apply live: refused, nothing changes.
+    replace(
+        &pipeline,
+        with_transform
+            .replace("shards = 3", "shards = 4")
+            .as_bytes(),
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || run.lines_with("reload refused")
+            > 0),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log().contains("stream.shards"),
+        "names what cannot change: {}",
+        run.log()
+    );
+    let seen = versions_stored(&state).len();
+    assert!(
+        wait_for(Duration::from_secs(60), || versions_stored(&state).len()
+            > seen),
+        "still running"
+    );
+    let summary = run.stop();
+    assert!(
+        summary.contains("reloads     1 applied, 1 refused"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_plugin_that_traps_at_startup_stops_the_run_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = forex_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{ plugin = "{}", config = {{ init = "trap" }} }}"#,
+            plugin_path("hostile").display()
+        ),
+    );
+    let out = run_cmd(&pipeline, &["--duration", "30s"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("feeds.forex.transforms[0]"),
+        "names the plugin's key: {stderr}"
+    );
+    assert!(
+        stderr.contains("panicking in init"),
+        "the guest's own message: {stderr}"
+    );
+}
