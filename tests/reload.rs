@@ -115,6 +115,28 @@ fn versions_stored(state: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// True once an object stored at or after `since_ms` names `version`.
+fn served_since(state: &Path, version: &str, since_ms: i64) -> bool {
+    let Ok(db) = rusqlite::Connection::open(state.join("pipehost.db")) else {
+        return false;
+    };
+    db.query_row(
+        "SELECT COUNT(*) FROM objects WHERE key LIKE 'dataset=forex/%' AND modified_ms >= ?1
+         AND instr(json_extract(metadata, '$.\"plugin-versions\"'), ?2) > 0",
+        rusqlite::params![since_ms, version],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .unwrap_or(false)
+}
+
 /// A forex-only pipeline whose transform is `transform` (a path).
 fn forex_pipeline(dir: &Path, transforms: &str) -> PathBuf {
     let feeds = format!(
@@ -158,19 +180,28 @@ fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
         "the first version served:\n{}",
         run.log()
     );
-    let mut written = vec![v0.clone()];
+    // Alternate between two new versions: each swap replaces the live
+    // version with a different file, and only two files need compiling.
+    let a = variant(&original, 1);
+    let b = variant(&original, 2);
+    let written = [
+        v0.clone(),
+        version("forex_transform", &a),
+        version("forex_transform", &b),
+    ];
     for n in 1..=50 {
-        let bytes = variant(&original, n);
-        let v = version("forex_transform", &bytes);
-        replace(&path, &bytes);
+        let (bytes, v) = if n % 2 == 1 {
+            (&a, &written[1])
+        } else {
+            (&b, &written[2])
+        };
+        let landed = now_ms();
+        replace(&path, bytes);
         assert!(
-            wait_for(Duration::from_secs(60), || versions_stored(&state)
-                .iter()
-                .any(|s| s.contains(&v))),
-            "variant {n} ({v}) never served:\n{}",
+            wait_for(Duration::from_secs(60), || served_since(&state, v, landed)),
+            "swap {n} ({v}) never served:\n{}",
             run.log()
         );
-        written.push(v);
     }
     let summary = run.stop();
     assert!(

@@ -267,9 +267,14 @@ pub fn prepare(
             .and_then(|f| generator_signature(f, cache));
         if a != b {
             applied.feeds_to_restart.push(name.to_string());
+            let what = match (&a, &b) {
+                (None, _) => "started",
+                (_, None) => "stopped",
+                _ => "restarted",
+            };
             applied
                 .changes
-                .push(format!("feeds.{name}.generator: restarted"));
+                .push(format!("feeds.{name}.generator: {what}"));
         }
     }
     applied.feeds_to_restart.sort();
