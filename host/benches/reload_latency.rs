@@ -159,6 +159,7 @@ data_dir = "state"
         max_records: None,
         status: false,
         watch: true,
+        dev: false,
     };
     let _run = rt.spawn(pipehost::runtime::run(Arc::new(plan), opts));
     let db_path = dir.path().join("state").join("pipehost.db");

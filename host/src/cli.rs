@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// still reloads).
     #[arg(long)]
     pub no_watch: bool,
+    /// Plugin authors' loop: also watch the source crates of the pipeline's
+    /// plugins, rebuild a changed one for wasm32-wasip2 and swap it in.
+    #[arg(long, conflicts_with = "no_watch")]
+    pub dev: bool,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +257,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_records: args.max_records,
         status: !args.quiet,
         watch: !args.no_watch,
+        dev: args.dev,
     };
     let report = runtime()?.block_on(crate::runtime::run(Arc::new(plan), opts))?;
     let s = &report.stats;

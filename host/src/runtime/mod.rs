@@ -13,6 +13,7 @@
 //! records were generated and every one of them has left the queue.
 
 pub mod bridge;
+pub mod dev;
 pub mod feeds;
 pub mod message;
 pub mod process;
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub status: bool,
     /// Reload when pipeline.toml or a plugin file changes (SIGHUP always does).
     pub watch: bool,
+    /// Also watch the plugins' source crates and rebuild them on change.
+    pub dev: bool,
 }
 
 /// What a run did.
@@ -343,6 +346,19 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             }
         });
     }
+    let dev_cancel = CancellationToken::new();
+    let dev_task = opts.dev.then(|| {
+        let dir = plan
+            .file
+            .parent()
+            .map(|p| p.to_owned())
+            .filter(|p| !p.as_os_str().is_empty());
+        tokio::spawn(dev::run(
+            dir.unwrap_or_else(|| ".".into()),
+            plan.plugins().map(|p| p.path.clone()).collect(),
+            dev_cancel.clone(),
+        ))
+    });
     let mut pending: Option<(Instant, String)> = None;
     const DEBOUNCE: Duration = Duration::from_millis(50);
 
@@ -416,6 +432,12 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
     }
     drop(watcher);
+    dev_cancel.cancel();
+    if let Some(t) = dev_task {
+        if let Err(e) = t.await? {
+            tracing::warn!("--dev stopped: {e:#}");
+        }
+    }
 
     // Front to back, each stage finishing what it holds.
     feeds.stop_all().await?;
