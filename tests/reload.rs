@@ -21,7 +21,15 @@ struct Running {
 
 impl Running {
     fn start(pipeline: &Path) -> Self {
-        let mut child = run_cmd(pipeline, &[])
+        Self::start_with(pipeline, &[], &[])
+    }
+
+    fn start_with(pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = run_cmd(pipeline, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -383,5 +391,155 @@ fn a_plugin_that_traps_at_startup_stops_the_run_with_its_message() {
     assert!(
         stderr.contains("panicking in init"),
         "the guest's own message: {stderr}"
+    );
+}
+
+/// One HTTP/1.1 request over a plain socket; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, key: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_admin_api_and_sighup_trigger_reloads_and_metrics_count_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (path, original) = copy_transform(dir.path());
+    let feeds = format!(
+        r#"
+[feeds.forex]
+parser = {{ plugin = "forex_parser" }}
+transforms = [{{ plugin = "{}" }}]
+[feeds.forex.generator]
+plugin = "forex_generator"
+interval = "10ms"
+records = 20
+"#,
+        path.display()
+    );
+    let pipeline = write_pipeline_with(
+        dir.path(),
+        &feeds,
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\nkeys_env = \"E2E_ADMIN_KEYS\"\n",
+    );
+    // No file watching: only the API and SIGHUP reload here.
+    let run = Running::start_with(
+        &pipeline,
+        &["--no-watch"],
+        &[("E2E_ADMIN_KEYS", "k1,secret-key")],
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || run
+            .lines_with("admin API on http://")
+            > 0),
+        "{}",
+        run.log()
+    );
+    let addr = run
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split("admin API on http://")
+                .nth(1)
+                .map(|a| a.trim().to_string())
+        })
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(60), || !versions_stored(
+        &state
+    )
+    .is_empty()));
+
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(&addr, "POST", "/admin/reload", None).0, 401, "no key");
+    assert_eq!(
+        http(&addr, "POST", "/admin/reload", Some("guess")).0,
+        403,
+        "wrong key"
+    );
+    let (status, body) = http(&addr, "POST", "/admin/reload", Some("secret-key"));
+    assert_eq!(
+        (status, body.contains("nothing changed")),
+        (200, true),
+        "{body}"
+    );
+
+    // A new version through the API: applied, and reported.
+    let v1 = variant(&original, 7);
+    let landed = now_ms();
+    replace(&path, &v1);
+    let (status, body) = http(&addr, "POST", "/admin/reload", Some("secret-key"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"applied\":true") && body.contains(&version("forex_transform", &v1)),
+        "{body}"
+    );
+    assert!(wait_for(Duration::from_secs(60), || served_since(
+        &state,
+        &version("forex_transform", &v1),
+        landed
+    )));
+
+    // A broken file through the API: refused with the reason, 409.
+    replace(&path, b"garbage");
+    let (status, body) = http(&addr, "POST", "/admin/reload", Some("secret-key"));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("\"applied\":false") && body.contains("not WebAssembly"),
+        "{body}"
+    );
+
+    // SIGHUP reloads too.
+    let v2 = variant(&original, 8);
+    let landed = now_ms();
+    replace(&path, &v2);
+    let pid = run.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || served_since(
+            &state,
+            &version("forex_transform", &v2),
+            landed
+        )),
+        "SIGHUP reloaded:\n{}",
+        run.log()
+    );
+
+    let (status, metrics) = http(&addr, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("pipehost_reloads_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("pipehost_reload_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pipehost_records_processed_total"),
+        "{metrics}"
+    );
+    let summary = run.stop();
+    assert!(
+        summary.contains("reloads     2 applied, 1 refused"),
+        "{summary}"
     );
 }

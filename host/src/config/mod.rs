@@ -34,6 +34,19 @@ pub struct PipelineFile {
     pub notifications: NotificationConfig,
     #[serde(default)]
     pub local: LocalConfig,
+    /// The admin HTTP API (metrics, reload); off when absent.
+    pub admin: Option<AdminConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:9464"` (port 0 picks one).
+    pub listen: Spanned<String>,
+    /// Environment variable holding admin keys, comma-separated.
+    pub keys_env: Option<String>,
+    /// File with admin keys, one per line (relative to the pipeline file).
+    pub keys_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,14 @@ pub enum BackendPlan {
     Local { data_dir: PathBuf, sync: SyncMode },
 }
 
+/// The admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPlan {
+    pub listen: std::net::SocketAddr,
+    pub keys_env: String,
+    pub keys_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Rollover {
     pub records: usize,
@@ -94,6 +102,7 @@ pub struct Plan {
     pub rollover: Rollover,
     pub topic: String,
     pub subscribers: Vec<String>,
+    pub admin: Option<AdminPlan>,
 }
 
 impl Plan {
@@ -546,6 +555,32 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
         }
     }
 
+    let admin = file
+        .admin
+        .as_ref()
+        .and_then(|a| match a.listen.get_ref().parse() {
+            Ok(listen) => Some(AdminPlan {
+                listen,
+                keys_env: a
+                    .keys_env
+                    .clone()
+                    .unwrap_or_else(|| "PIPEHOST_ADMIN_KEYS".into()),
+                keys_file: a.keys_file.as_ref().map(|f| base.join(f)),
+            }),
+            Err(e) => {
+                let line = c.line(&a.listen);
+                c.err(
+                    line,
+                    "admin.listen",
+                    format!(
+                        "{:?}: not an address like \"127.0.0.1:9464\": {e}",
+                        a.listen.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -576,6 +611,7 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
         rollover,
         topic,
         subscribers: file.notifications.subscribers.clone(),
+        admin,
     })
 }
 

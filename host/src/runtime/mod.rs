@@ -12,6 +12,7 @@
 //! batches it holds. With `--max-records`, the run ends once that many
 //! records were generated and every one of them has left the queue.
 
+pub mod admin;
 pub mod bridge;
 pub mod dev;
 pub mod feeds;
@@ -202,7 +203,7 @@ async fn reload(
     bridge_live: &ArcSwap<bridge::BridgeSettings>,
     feeds: &mut Feeds,
     stats: &Stats,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Result<String, String>> {
     let current = chains.load_full();
     match blocking(|| reload::prepare(cache, plan, &current)) {
         Err(e) => {
@@ -210,12 +211,13 @@ async fn reload(
             let msg = format!("reload refused ({why}); the running version keeps serving: {e}");
             tracing::error!("{msg}");
             stats.set_note(msg);
+            Ok(Err(e.to_string()))
         }
         Ok((new_plan, new_chains, applied)) => {
             if applied.changes.is_empty() {
                 tracing::debug!("reload ({why}): nothing changed");
                 *plan = Arc::new(new_plan);
-                return Ok(());
+                return Ok(Ok("nothing changed".into()));
             }
             chains.store(Arc::new(Chains {
                 generation: current.generation + 1,
@@ -232,9 +234,9 @@ async fn reload(
             let msg = format!("reloaded ({why}): {}", applied.changes.join("; "));
             tracing::warn!(generation = current.generation + 1, "{msg}");
             stats.set_note(msg);
+            Ok(Ok(applied.changes.join("; ")))
         }
     }
-    Ok(())
 }
 
 /// Runs the pipeline of `plan`.
@@ -327,7 +329,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     ));
 
     // Reload triggers: file changes (debounced) and SIGHUP.
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<String>(64);
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<admin::ReloadRequest>(64);
     let mut watcher = if opts.watch {
         Some(reload::watch(
             &reload::watched_files(&plan),
@@ -342,10 +344,39 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                let _ = tx.send("SIGHUP".to_string()).await;
+                let _ = tx
+                    .send(admin::ReloadRequest {
+                        why: "SIGHUP".into(),
+                        reply: None,
+                    })
+                    .await;
             }
         });
     }
+    let admin_cancel = CancellationToken::new();
+    let admin_task = match &plan.admin {
+        Some(a) => {
+            let keys = admin::load_keys(&a.keys_env, a.keys_file.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("admin.listen {}", a.listen))?;
+            eprintln!("pipehost: admin API on http://{}", listener.local_addr()?);
+            if keys.is_empty() {
+                tracing::warn!(
+                    "no admin keys (set {}): POST /admin/reload is refused",
+                    a.keys_env
+                );
+            }
+            Some(tokio::spawn(admin::serve(
+                listener,
+                stats.clone(),
+                keys,
+                reload_tx.clone(),
+                admin_cancel.clone(),
+            )))
+        }
+        None => None,
+    };
     let dev_cancel = CancellationToken::new();
     let dev_task = opts.dev.then(|| {
         let dir = plan
@@ -382,18 +413,24 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                 tracing::info!("shutting down: signal");
                 break;
             }
-            why = reload_rx.recv() => {
-                if let Some(why) = why {
+            req = reload_rx.recv() => {
+                let Some(req) = req else { continue };
+                match req.reply {
+                    // Someone waits for the outcome: reload now.
+                    Some(reply) => {
+                        let outcome = reload(&req.why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
+                        let _ = reply.send(outcome);
+                    }
                     // Editors and compilers write in several steps: wait
                     // until the files have been quiet for a moment.
-                    pending = Some((Instant::now() + DEBOUNCE, why));
+                    None => pending = Some((Instant::now() + DEBOUNCE, req.why)),
                 }
                 continue;
             }
             _ = debounce => {
                 let (_, why) = pending.take().expect("pending");
-                let cache_ref = &mut cache;
-                reload(&why, &mut plan, cache_ref, &chains, &bridge_live, &mut feeds, &stats).await?;
+                // The outcome is logged and counted; nobody waits for it.
+                let _ = reload(&why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
                 if opts.watch {
                     // Plugin paths may have changed: watch the new set.
                     watcher = Some(reload::watch(&reload::watched_files(&plan), reload_tx.clone())?);
@@ -432,6 +469,12 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
     }
     drop(watcher);
+    admin_cancel.cancel();
+    if let Some(t) = admin_task {
+        if let Err(e) = t.await? {
+            tracing::warn!("admin API stopped: {e:#}");
+        }
+    }
     dev_cancel.cancel();
     if let Some(t) = dev_task {
         if let Err(e) = t.await? {

@@ -161,6 +161,7 @@ fn not_live(old: &Plan, new: &Plan) -> Vec<&'static str> {
         old.bridge_consumer == new.bridge_consumer,
         "bridge.consumer",
     );
+    check(old.admin == new.admin, "admin");
     keys
 }
 
@@ -319,7 +320,7 @@ pub fn canonical(path: &Path) -> PathBuf {
 /// `files` is created, written, renamed into place or removed.
 pub fn watch(
     files: &[PathBuf],
-    tx: tokio::sync::mpsc::Sender<String>,
+    tx: tokio::sync::mpsc::Sender<super::admin::ReloadRequest>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let wanted: HashSet<PathBuf> = files.iter().map(|f| canonical(f)).collect();
@@ -333,7 +334,10 @@ pub fn watch(
             return;
         }
         if let Some(p) = event.paths.iter().find(|p| wanted.contains(&canonical(p))) {
-            let _ = tx.try_send(format!("{} changed", p.display()));
+            let _ = tx.try_send(super::admin::ReloadRequest {
+                why: format!("{} changed", p.display()),
+                reply: None,
+            });
         }
     })?;
     for d in dirs {
