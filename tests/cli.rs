@@ -8,6 +8,13 @@ fn every_subcommand_has_help() {
         vec!["--help"],
         vec!["test", "--help"],
         vec!["inspect", "--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["ls", "--help"],
+        vec!["cat", "--help"],
+        vec!["dlq", "--help"],
+        vec!["dlq", "list", "--help"],
+        vec!["dlq", "redrive", "--help"],
     ] {
         let out = pipehost(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));

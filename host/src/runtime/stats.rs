@@ -99,9 +99,10 @@ impl Snapshot {
     /// One status line.
     pub fn line(&self, elapsed: Duration, rate: f64) -> String {
         format!(
-            "{:>6.1}s | generated {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {} | reloads {}/{} refused",
+            "{:>6.1}s | generated {} | lag {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {} | reloads {} ({} refused)",
             elapsed.as_secs_f64(),
             human(self.generated),
+            human(self.generated.saturating_sub(self.bridged)),
             human(self.bridged),
             human(self.processed),
             rate,
