@@ -92,20 +92,6 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 impl PluginError {
-    /// True when the failure is the plugin's doing at call time (as opposed to
-    /// a load-time refusal): the instance was discarded and will be replaced.
-    pub fn is_call_failure(&self) -> bool {
-        matches!(
-            self,
-            Self::Timeout { .. }
-                | Self::MemoryCap { .. }
-                | Self::Trap { .. }
-                | Self::OutputTooLarge { .. }
-                | Self::Contract { .. }
-                | Self::Quarantined { .. }
-        )
-    }
-
     /// A short stable name of the kind of error, for metrics and reports.
     pub fn kind(&self) -> &'static str {
         match self {

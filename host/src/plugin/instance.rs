@@ -142,7 +142,7 @@ impl PluginInstance {
 
         let instance = match inner.pre.instantiate(&mut store) {
             Ok(i) => i,
-            Err(e) => return Err(self.classify(&mut store, e, "instantiate")),
+            Err(e) => return Err(self.classify(&mut store, e)),
         };
         let loaded = match &inner.exports {
             Exports::Generator(ix) => ix.load(&mut store, &instance).map(Guest::Generator),
@@ -169,17 +169,12 @@ impl PluginInstance {
                 plugin: self.name(),
                 reason,
             }),
-            Err(e) => Err(self.classify(&mut store, e, "init")),
+            Err(e) => Err(self.classify(&mut store, e)),
         }
     }
 
     /// Turns a wasmtime error into the most specific [`PluginError`].
-    fn classify(
-        &self,
-        store: &mut Store<HostState>,
-        e: wasmtime::Error,
-        _what: &str,
-    ) -> PluginError {
+    fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
         let plugin = self.name();
         let state = store.data_mut();
         if let Some(wanted) = state.memory.refused {
@@ -253,7 +248,7 @@ impl PluginInstance {
             },
             Ok(Err(e)) => {
                 let mut live = self.live.take().expect("live");
-                let err = self.classify(&mut live.store, e, "call");
+                let err = self.classify(&mut live.store, e);
                 self.retire(live);
                 Err(err)
             }

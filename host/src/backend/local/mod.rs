@@ -105,10 +105,6 @@ impl LocalBackend {
         })
     }
 
-    pub fn db(&self) -> &Arc<Db> {
-        &self.db
-    }
-
     /// The trait objects the stages use.
     pub fn backend(&self) -> Backend {
         let db = self.db.clone();
