@@ -205,6 +205,14 @@ fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
         };
         let landed = now_ms();
         replace(&path, bytes);
+        // Each swap must apply on its own (not merged with the next one by
+        // the debounce), and then serve.
+        assert!(
+            wait_for(Duration::from_secs(60), || run.lines_with("reloaded (")
+                >= n),
+            "swap {n} ({v}) never applied:\n{}",
+            run.log()
+        );
         assert!(
             wait_for(Duration::from_secs(60), || served_since(&state, v, landed)),
             "swap {n} ({v}) never served:\n{}",
