@@ -147,6 +147,11 @@ fn served_since(state: &Path, version: &str, since_ms: i64) -> bool {
 
 /// A forex-only pipeline whose transform is `transform` (a path).
 fn forex_pipeline(dir: &Path, transforms: &str) -> PathBuf {
+    forex_pipeline_with(dir, transforms, "")
+}
+
+/// [`forex_pipeline`] with `extra` TOML appended.
+fn forex_pipeline_with(dir: &Path, transforms: &str, extra: &str) -> PathBuf {
     let feeds = format!(
         r#"
 [feeds.forex]
@@ -159,7 +164,20 @@ records = 20
 seed = 5
 "#
     );
-    write_pipeline_with(dir, &feeds, "")
+    write_pipeline_with(dir, &feeds, extra)
+}
+
+/// The forex transform copied to `<dir>/plugins/` (so a test can replace
+/// it) and a forex pipeline using the copy. Returns the copy's path, its
+/// bytes and the pipeline file.
+fn pipeline_with_copied_transform(dir: &Path, extra: &str) -> (PathBuf, Vec<u8>, PathBuf) {
+    let (path, original) = copy_transform(dir);
+    let pipeline = forex_pipeline_with(
+        dir,
+        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
+        extra,
+    );
+    (path, original, pipeline)
 }
 
 fn copy_transform(dir: &Path) -> (PathBuf, Vec<u8>) {
@@ -174,11 +192,7 @@ fn copy_transform(dir: &Path) -> (PathBuf, Vec<u8>) {
 fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (path, original) = copy_transform(dir.path());
-    let pipeline = forex_pipeline(
-        dir.path(),
-        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
-    );
+    let (path, original, pipeline) = pipeline_with_copied_transform(dir.path(), "");
     let run = Running::start(&pipeline);
     let v0 = version("forex_transform", &original);
     assert!(
@@ -248,11 +262,7 @@ fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
 fn broken_files_are_refused_and_the_old_version_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (path, original) = copy_transform(dir.path());
-    let pipeline = forex_pipeline(
-        dir.path(),
-        &format!(r#"{{ plugin = "{}" }}"#, path.display()),
-    );
+    let (path, original, pipeline) = pipeline_with_copied_transform(dir.path(), "");
     let run = Running::start(&pipeline);
     let v0 = version("forex_transform", &original);
     assert!(wait_for(Duration::from_secs(60), || !versions_stored(
@@ -428,22 +438,8 @@ fn http(addr: &str, method: &str, path: &str, key: Option<&str>) -> (u16, String
 fn the_admin_api_and_sighup_trigger_reloads_and_metrics_count_them() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (path, original) = copy_transform(dir.path());
-    let feeds = format!(
-        r#"
-[feeds.forex]
-parser = {{ plugin = "forex_parser" }}
-transforms = [{{ plugin = "{}" }}]
-[feeds.forex.generator]
-plugin = "forex_generator"
-interval = "10ms"
-records = 20
-"#,
-        path.display()
-    );
-    let pipeline = write_pipeline_with(
+    let (path, original, pipeline) = pipeline_with_copied_transform(
         dir.path(),
-        &feeds,
         "\n[admin]\nlisten = \"127.0.0.1:0\"\nkeys_env = \"E2E_ADMIN_KEYS\"\n",
     );
     // No file watching: only the API and SIGHUP reload here.
