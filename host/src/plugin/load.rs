@@ -199,7 +199,7 @@ impl PluginEngine {
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
         check_header(path, bytes)?;
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = content_hash(bytes);
         let started = Instant::now();
         let (component, cached) =
             self.compile(bytes, &sha256)
@@ -272,7 +272,7 @@ impl PluginEngine {
             source,
         })?;
         check_header(path, &bytes)?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = content_hash(&bytes);
         let (component, _) = self
             .compile(&bytes, &sha256)
             .map_err(|e| PluginError::Invalid {
@@ -311,6 +311,12 @@ pub struct Inspection {
     pub imports: Vec<String>,
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// A plugin file's identity: the hex SHA-256 of its bytes (what
+/// [`Plugin::sha256`] returns).
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

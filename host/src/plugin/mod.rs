@@ -33,7 +33,7 @@ pub use engine::{EPOCH_TICK, EngineSettings, PluginEngine, default_cache_dir};
 pub use error::PluginError;
 pub use guest_log::LogLimits;
 pub use instance::{InstanceStats, PluginInstance};
-pub use load::{CONTRACT_VERSION, Inspection, PACKAGE, Plugin};
+pub use load::{CONTRACT_VERSION, Inspection, PACKAGE, Plugin, content_hash};
 
 /// The three plugin roles, one world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

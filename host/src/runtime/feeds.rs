@@ -55,13 +55,6 @@ pub fn producer_name(feed: &str) -> String {
     format!("feed:{feed}")
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs one feed until cancelled or out of budget.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_feed(
@@ -98,7 +91,7 @@ pub async fn run_feed(
         let tick = Tick {
             seed: plan.seed,
             number,
-            time_ms: now_ms(),
+            time_ms: chrono::Utc::now().timestamp_millis(),
             count: count as u32,
         };
         let mut inst = instance

@@ -14,8 +14,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::processor::FeedChain;
 use crate::plan::{self, FeedPlan, Plan, PluginPlan};
 use crate::plugin::{Plugin, PluginEngine, PluginKind};
@@ -53,13 +51,6 @@ pub struct PluginCache {
     loaded: HashMap<(PathBuf, PluginKind), Plugin>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl PluginCache {
     pub fn new(engine: PluginEngine) -> Self {
         Self {
@@ -81,7 +72,10 @@ impl PluginCache {
             .map_err(|e| context(&format!("cannot read {}: {e}", p.path.display())))?;
         let key = (p.path.clone(), kind);
         let plugin = match self.loaded.get(&key) {
-            Some(old) if old.sha256() == sha256_hex(&bytes) && old.settings() == &p.settings => {
+            Some(old)
+                if old.sha256() == crate::plugin::content_hash(&bytes)
+                    && old.settings() == &p.settings =>
+            {
                 old.clone()
             }
             _ => self
