@@ -116,12 +116,12 @@ pub(crate) fn run_to_end(pipeline: &Path, max: u64) -> String {
     stdout
 }
 
-/// A stream record as the test reads it back from the local database.
-struct StreamRow {
-    shard: String,
-    seq: String,
-    key: String,
-    data: Vec<u8>,
+/// A stream record as the test reads it back from the backend.
+pub(crate) struct StreamRow {
+    pub shard: String,
+    pub seq: String,
+    pub key: String,
+    pub data: Vec<u8>,
 }
 
 fn stream_rows(state: &Path) -> Vec<StreamRow> {
@@ -216,6 +216,34 @@ pub(crate) struct Audit {
 pub(crate) fn audit(state: &Path) -> Audit {
     let rows = stream_rows(state);
     let objs = objects(state);
+    let audit = audit_records(&rows, &objs, &|| queue_state(state));
+    // One notification per object, delivered once to the subscriber.
+    let notified = count(state, "SELECT COUNT(*) FROM notifications") as usize;
+    assert_eq!(notified, objs.len(), "one notification per object");
+    let distinct = count(
+        state,
+        "SELECT COUNT(DISTINCT json_extract(body, '$.Records[0].s3.object.key')) FROM notifications",
+    ) as usize;
+    assert_eq!(distinct, objs.len(), "no object notified twice");
+    let delivered = count(
+        state,
+        "SELECT COUNT(*) FROM queue_messages WHERE queue = 'e2e-object-events'",
+    ) as usize;
+    assert_eq!(
+        delivered,
+        objs.len(),
+        "each notification delivered once to the subscriber queue"
+    );
+    audit
+}
+
+/// The provider-neutral part of [`audit`]: every stream record in the
+/// objects exactly once, as events or one error line, content matching.
+pub(crate) fn audit_records(
+    rows: &[StreamRow],
+    objs: &BTreeMap<String, String>,
+    context: &dyn Fn() -> String,
+) -> Audit {
     let mut parts: HashMap<(String, String), BTreeSet<u64>> = HashMap::new();
     let mut errors: HashMap<(String, String), usize> = HashMap::new();
     let mut events = 0;
@@ -223,7 +251,7 @@ pub(crate) fn audit(state: &Path) -> Audit {
         .iter()
         .map(|r| ((r.shard.clone(), r.seq.clone()), r))
         .collect();
-    for (key, body) in &objs {
+    for (key, body) in objs {
         for line in body.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             if key.starts_with("errors/") {
@@ -285,7 +313,7 @@ pub(crate) fn audit(state: &Path) -> Audit {
             }
         }
     }
-    for r in &rows {
+    for r in rows {
         let id = (r.shard.clone(), r.seq.clone());
         let p = parts.get(&id);
         let e = errors.get(&id).copied().unwrap_or(0);
@@ -300,27 +328,10 @@ pub(crate) fn audit(state: &Path) -> Audit {
                 1,
                 "record {id:?} ({:?}) is nowhere in the store; queue messages: {}",
                 String::from_utf8_lossy(&r.data),
-                queue_state(state)
+                context()
             ),
         }
     }
-    // One notification per object, delivered once to the subscriber.
-    let notified = count(state, "SELECT COUNT(*) FROM notifications") as usize;
-    assert_eq!(notified, objs.len(), "one notification per object");
-    let distinct = count(
-        state,
-        "SELECT COUNT(DISTINCT json_extract(body, '$.Records[0].s3.object.key')) FROM notifications",
-    ) as usize;
-    assert_eq!(distinct, objs.len(), "no object notified twice");
-    let delivered = count(
-        state,
-        "SELECT COUNT(*) FROM queue_messages WHERE queue = 'e2e-object-events'",
-    ) as usize;
-    assert_eq!(
-        delivered,
-        objs.len(),
-        "each notification delivered once to the subscriber queue"
-    );
     Audit {
         records: rows.len(),
         events,

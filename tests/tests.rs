@@ -6,6 +6,7 @@
 
 mod util;
 
+mod aws;
 mod cli;
 mod conformance;
 mod fixtures;

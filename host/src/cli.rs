@@ -49,6 +49,11 @@ pub enum Command {
     /// Validate a pipeline file and show the plan, without running anything.
     Check(CheckArgs),
 
+    /// Create the pipeline's stream, queues (with the dead-letter redrive),
+    /// bucket, topic and subscriptions where missing, and print what was
+    /// done. Safe to run again. (The local backend creates its own.)
+    Setup(CheckArgs),
+
     /// List stored objects under a prefix.
     Ls(LsArgs),
 
@@ -202,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect(args),
         Command::Run(args) => run_pipeline(args),
         Command::Check(args) => check(args),
+        Command::Setup(args) => block_on(setup(args)),
         Command::Ls(args) => block_on(ls(args)),
         Command::Cat(args) => block_on(cat(args)),
         Command::Dlq(args) => block_on(dlq(args)),
@@ -245,6 +251,11 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         crate::plan::BackendPlan::Local { data_dir, .. } => {
             format!("local backend, state in {}", data_dir.display())
         }
+        crate::plan::BackendPlan::Aws(aws) => format!(
+            "aws backend, stream {}, region {}",
+            plan.stream_name,
+            aws.region.as_deref().unwrap_or("from the AWS config")
+        ),
     };
     eprintln!(
         "pipehost: running {:?} ({} feeds, {} shards; {where_}); Ctrl-C stops after draining in-flight batches",
@@ -347,16 +358,35 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_backend(config: &std::path::Path) -> Result<crate::backend::Backend, ExitCode> {
+async fn open_backend(config: &std::path::Path) -> Result<crate::backend::Backend, ExitCode> {
     let plan = load_plan(config, false)?;
-    crate::backend::open(&plan).map_err(|e| {
+    crate::backend::open(&plan).await.map_err(|e| {
         eprintln!("error: {e:#}");
         ExitCode::from(2)
     })
 }
 
+async fn setup(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(&args.pipeline, false) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    match crate::backend::setup(&plan).await {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: setting up {}: {e:#}", plan.file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let backend = match open_backend(&args.config) {
+    let backend = match open_backend(&args.config).await {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };
@@ -375,7 +405,7 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
-    let backend = match open_backend(&args.config) {
+    let backend = match open_backend(&args.config).await {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };
@@ -399,7 +429,7 @@ async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
-    let backend = match open_backend(&args.config) {
+    let backend = match open_backend(&args.config).await {
         Ok(b) => b,
         Err(code) => return Ok(code),
     };

@@ -15,6 +15,7 @@
 //! - `Notifier::publish` is idempotent per `dedup_id` where the provider
 //!   allows it (local: yes).
 
+pub mod aws;
 pub mod local;
 mod types;
 
@@ -68,8 +69,42 @@ pub trait Stream: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredRecord>>;
-    /// The last sequence number in `shard`.
+    /// The last sequence number in `shard`, where the provider can tell
+    /// (Kinesis cannot: `None`).
     async fn latest(&self, shard: &str) -> Result<Option<String>>;
+    /// True when `shard` may hold records after `checkpoint` — the bridge
+    /// has not forwarded everything yet.
+    async fn pending(&self, shard: &str, checkpoint: Option<&str>) -> Result<bool> {
+        Ok(match (self.latest(shard).await?, checkpoint) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(latest), Some(c)) => seq_after(&latest, c),
+        })
+    }
+    /// Every shard still readable, with its parents, in order. Providers
+    /// that never reshard list their shards, open and parentless.
+    async fn lineage(&self) -> Result<Vec<ShardInfo>> {
+        Ok(self
+            .shards()
+            .await?
+            .into_iter()
+            .map(|id| ShardInfo {
+                id,
+                parents: Vec::new(),
+                closed: false,
+            })
+            .collect())
+    }
+    /// True once `shard` is closed and every record of it after `after` has
+    /// been read: the consumer may move on to its children.
+    async fn ended(&self, _shard: &str, _after: Option<&str>) -> Result<bool> {
+        Ok(false)
+    }
+    /// Writes out anything buffered (e.g. a producer position saved
+    /// lazily). Called when producers stop.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
     /// Drops records that arrived before `before_ms` (the retention window),
     /// always keeping each shard's last record. Returns how many went.
     /// Providers that expire records themselves (Kinesis) do nothing.
@@ -136,14 +171,36 @@ impl Backend {
 }
 
 /// Opens the backend a plan names — the one place that picks a provider.
-pub fn open(plan: &Plan) -> anyhow::Result<Backend> {
+pub async fn open(plan: &Plan) -> anyhow::Result<Backend> {
     match &plan.backend {
         BackendPlan::Local { data_dir, sync } => {
             let local =
                 local::LocalBackend::open(data_dir, sync.clone(), &local::Names::from_plan(plan))?;
             Ok(local.backend())
         }
+        BackendPlan::Aws(aws) => aws::open(plan, aws).await,
     }
+}
+
+/// Creates the plan's resources where missing (idempotent); returns a
+/// line per thing checked or done.
+pub async fn setup(plan: &Plan) -> anyhow::Result<Vec<String>> {
+    match &plan.backend {
+        BackendPlan::Local { data_dir, .. } => {
+            open(plan).await?;
+            Ok(vec![format!(
+                "local backend ready in {} (stream, queues, bucket, topic and subscriptions are created on open)",
+                data_dir.display()
+            )])
+        }
+        BackendPlan::Aws(aws) => aws::setup(plan, aws).await,
+    }
+}
+
+/// `a` comes after `b` in a shard: sequence numbers are decimal strings,
+/// longer meaning larger.
+pub fn seq_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
 }
 
 /// Sleep-free helper for polling loops inside backends.

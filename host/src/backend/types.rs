@@ -19,6 +19,18 @@ pub struct StoredRecord {
     pub arrival_ms: i64,
 }
 
+/// A shard and where it came from. Resharding closes a shard and opens
+/// children; a consumer drains every parent before reading a child, so
+/// records of one partition key stay in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: String,
+    /// The shard(s) this one was split or merged from.
+    pub parents: Vec<String>,
+    /// Closed to writes (its records stay readable until they expire).
+    pub closed: bool,
+}
+
 /// A producer's position, recorded with its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerMark {

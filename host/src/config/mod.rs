@@ -34,6 +34,8 @@ pub struct PipelineFile {
     pub notifications: NotificationConfig,
     #[serde(default)]
     pub local: LocalConfig,
+    #[serde(default)]
+    pub aws: AwsConfig,
     /// The admin HTTP API (metrics, reload); off when absent.
     pub admin: Option<AdminConfig>,
 }
@@ -243,6 +245,51 @@ pub struct LocalConfig {
     pub data_dir: Option<String>,
     /// `normal` (survives a process crash) or `full` (also power loss).
     pub sync: Option<Spanned<String>>,
+}
+
+/// The aws backend: where the services are and how to talk to them.
+/// Credentials and (unless given here) the region come from the standard
+/// AWS chain; `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` work too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub region: Option<String>,
+    /// A named profile from the shared config files.
+    pub profile: Option<String>,
+    /// One endpoint for every service (LocalStack, moto server).
+    pub endpoint: Option<Spanned<String>>,
+    /// Per-service endpoints; they win over `endpoint`.
+    #[serde(default)]
+    pub endpoints: AwsEndpoints,
+    /// Path-style S3 addressing (`http://host/bucket/key`).
+    pub s3_force_path_style: Option<bool>,
+    /// `when_supported` (the SDK default) or `when_required` (for
+    /// S3-compatible servers that reject flexible checksums).
+    pub s3_checksums: Option<Spanned<String>>,
+    /// Where the bridge starts a shard it has no checkpoint for:
+    /// `trim_horizon` (default), `latest`, or an RFC 3339 time.
+    pub start_position: Option<Spanned<String>>,
+    /// Key prefix in the bucket for pipehost's own state: checkpoints,
+    /// producer positions, large-message payloads.
+    pub state_prefix: Option<Spanned<String>>,
+    /// SQS message size limit; bigger batches travel as S3 payloads with a
+    /// pointer message. At most `1MiB` (256KiB by default, which every
+    /// SQS-compatible server accepts).
+    pub max_message_bytes: Option<Spanned<String>>,
+    /// How long a processor waits on an empty queue (SQS long polling,
+    /// 1s..20s; default 20s).
+    pub receive_wait: Option<Spanned<String>>,
+    /// How often a producer's position is saved (it costs one S3 PUT).
+    pub producer_mark_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEndpoints {
+    pub kinesis: Option<Spanned<String>>,
+    pub sqs: Option<Spanned<String>>,
+    pub s3: Option<Spanned<String>>,
+    pub sns: Option<Spanned<String>>,
 }
 
 /// A config error with its location.

@@ -3,6 +3,7 @@
 //! the file, line and key. [`check_files`] is the one step that looks at
 //! the disk: it confirms every referenced plugin file exists.
 
+mod aws;
 mod key;
 mod units;
 
@@ -14,6 +15,9 @@ use toml::Spanned;
 use crate::config::{self, ConfigError, PipelineFile, PluginRef};
 use crate::plugin::PluginSettings;
 
+pub use aws::{
+    AwsEndpoints, AwsPlan, SQS_CLASSIC_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, StartPosition,
+};
 pub use key::{KeyParts, KeyTemplate};
 pub use units::{parse_duration, parse_size};
 
@@ -60,6 +64,7 @@ pub enum SyncMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendPlan {
     Local { data_dir: PathBuf, sync: SyncMode },
+    Aws(Box<AwsPlan>),
 }
 
 /// The admin HTTP API.
@@ -329,18 +334,7 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
             data_dir: base.join(file.local.data_dir.as_deref().unwrap_or(".pipehost")),
             sync,
         },
-        "aws" => {
-            let line = c.line(&file.pipeline.backend);
-            c.err(
-                line,
-                "pipeline.backend",
-                "the aws backend is not in this build yet (issue #4); use \"local\"",
-            );
-            BackendPlan::Local {
-                data_dir: base.join(".pipehost"),
-                sync,
-            }
-        }
+        "aws" => BackendPlan::Aws(Box::new(aws::plan(&mut c, &file.aws))),
         other => {
             let line = c.line(&file.pipeline.backend);
             c.err(
@@ -481,6 +475,9 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
         Duration::from_secs(30),
         Duration::from_millis(100),
     );
+    if matches!(backend, BackendPlan::Aws(_)) {
+        aws::check_visibility(&mut c, &file.queue.visibility_timeout, visibility_timeout);
+    }
     let max_receives = c.opt_range(&file.queue.max_receives, "queue.max_receives", 5, 1, 1000);
     let workers = c.opt_range(&file.processor.workers, "processor.workers", 2, 1, 64) as usize;
     let receive_batch = c.opt_range(

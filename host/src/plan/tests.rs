@@ -113,3 +113,65 @@ fn key_templates_and_backends_are_checked() {
     );
     assert!(one_error(&text).contains("pipeline.backend"));
 }
+
+#[test]
+fn the_aws_section_resolves_endpoints_and_defaults() {
+    let text = GOOD.replace(
+        "name = \"market-data\"",
+        "name = \"market-data\"\nbackend = \"aws\"",
+    ) + r#"
+[aws]
+region = "eu-west-1"
+endpoint = "http://127.0.0.1:5000/"
+endpoints = { s3 = "http://127.0.0.1:9000" }
+start_position = "2026-11-23T09:00:00Z"
+"#;
+    let p = plan(&text).unwrap();
+    let BackendPlan::Aws(aws) = &p.backend else {
+        panic!("not aws: {:?}", p.backend)
+    };
+    assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        aws.endpoints.kinesis.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    assert_eq!(aws.endpoints.s3.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(aws.start, StartPosition::AtTimestamp(1_795_424_400_000));
+    assert_eq!(aws.state_prefix, "_pipehost/");
+    assert_eq!(aws.max_message_bytes, SQS_CLASSIC_MESSAGE_BYTES);
+    assert_eq!(aws.receive_wait, Duration::from_secs(20));
+}
+
+#[test]
+fn aws_settings_sqs_cannot_take_are_named() {
+    let text = GOOD.replace(
+        "name = \"market-data\"",
+        "name = \"market-data\"\nbackend = \"aws\"",
+    ) + r#"
+[queue]
+visibility_timeout = "1500ms"
+
+[aws]
+endpoint = "localhost:4566"
+start_position = "yesterday"
+max_message_bytes = "2MiB"
+receive_wait = "30s"
+"#;
+    let errs: Vec<String> = plan(&text)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let all = errs.join("\n");
+    for key in [
+        "`aws.endpoint`",
+        "`aws.start_position`",
+        "`aws.max_message_bytes`",
+        "`aws.receive_wait`",
+        "`queue.visibility_timeout`",
+    ] {
+        assert!(all.contains(key), "{key} missing in:\n{all}");
+    }
+    assert_eq!(errs.len(), 5, "{all}");
+    assert!(all.contains("whole seconds"), "{all}");
+}

@@ -35,6 +35,8 @@ pub struct ProcessorSettings {
     pub workers: usize,
     pub receive_batch: usize,
     pub visibility: Duration,
+    /// Longest wait on an empty queue (long polling).
+    pub receive_wait: Duration,
     pub layout: Layout,
 }
 
@@ -257,17 +259,23 @@ pub async fn run(
             p = tx.reserve() => p?,
         };
         let capacity = tx.capacity() + 1;
-        // Not raced against the cancel token: a receive dropped halfway
-        // may already have made messages invisible, which would strand them
-        // until their visibility timeout. The wait is short; what arrives is
-        // handed to the workers, who finish it before shutting down.
-        let got = backend
+        // A short wait is not raced against the cancel token: a receive
+        // dropped halfway may already have made messages invisible, which
+        // would strand them until their visibility timeout; what arrives is
+        // handed to the workers, who finish it before shutting down. A long
+        // poll (SQS, up to 20 s) is raced: shutting down promptly is worth
+        // the rare message that comes back after its visibility timeout.
+        let receive = backend
             .queue
-            .receive(
-                settings.receive_batch.min(capacity),
-                Duration::from_millis(500),
-            )
-            .await;
+            .receive(settings.receive_batch.min(capacity), settings.receive_wait);
+        let got = if settings.receive_wait > Duration::from_secs(1) {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                got = receive => got,
+            }
+        } else {
+            receive.await
+        };
         let messages = match got {
             Ok(m) => {
                 backoff = Duration::from_millis(50);

@@ -1,0 +1,308 @@
+//! The aws backend: Kinesis, SQS, S3 and SNS through aws-sdk-rust — the only
+//! module that imports `aws_*`.
+//!
+//! Credentials and region come from the standard chain (environment,
+//! shared config and credentials files, SSO, container and instance
+//! roles), endpoints from `[aws]` in pipeline.toml or the standard
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
+//!
+//! Where state lives. Kinesis and SQS cannot commit a send and a
+//! checkpoint together, so pipehost keeps its own small state as objects
+//! in the pipeline's bucket, under `aws.state_prefix` (default `_pipehost/`):
+//!
+//! ```text
+//! _pipehost/checkpoints/<consumer>/<shard>   the bridge's last forwarded sequence
+//! _pipehost/producers/<producer>             a feed's next tick and record count
+//! _pipehost/payloads/<queue>/<sha256>        batches too big for one SQS message
+//! _pipehost/notified/<sha256>                notifications already published
+//! ```
+//!
+//! The bridge sends, then checkpoints. A crash between the two re-sends
+//! the same batch on restart — same id, same first sequence, so the same
+//! object keys, overwritten — and the notifier skips notifications it has
+//! a marker for. One bridge process per stream is assumed: two would both
+//! forward every shard (leasing shards across processes is later work).
+
+mod notifier;
+mod queue;
+mod setup;
+mod store;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::ByteStream;
+
+pub use notifier::AwsNotifier;
+pub use queue::AwsQueue;
+pub use setup::setup;
+pub use store::AwsObjectStore;
+pub use stream::AwsStream;
+
+use super::{Backend, BackendError, Queue, Result};
+use crate::plan::{AwsPlan, Plan};
+
+/// The four clients and the names of one pipeline.
+pub struct Clients {
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub region: String,
+    pub bucket: String,
+    pub state: StateStore,
+    pub max_message_bytes: usize,
+}
+
+/// Builds the clients for a plan's `[aws]` section.
+pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            // Above SQS's 20 s long poll.
+            .operation_attempt_timeout(Duration::from_secs(40))
+            .build(),
+    );
+    if let Some(region) = &aws.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk = loader.load().await;
+    let Some(region) = sdk.region().map(|r| r.to_string()) else {
+        anyhow::bail!(
+            "{}: no AWS region: set `aws.region` or AWS_REGION (or a region in the AWS profile)",
+            plan.file.display()
+        );
+    };
+    let e = &aws.endpoints;
+    let kinesis = {
+        let mut b = aws_sdk_kinesis::config::Builder::from(&sdk);
+        if let Some(url) = &e.kinesis {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_kinesis::Client::from_conf(b.build())
+    };
+    let sqs = {
+        let mut b = aws_sdk_sqs::config::Builder::from(&sdk);
+        if let Some(url) = &e.sqs {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_sqs::Client::from_conf(b.build())
+    };
+    let s3 = {
+        let mut b =
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(aws.s3_force_path_style);
+        if aws.s3_checksums_when_required {
+            b = b
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
+        if let Some(url) = &e.s3 {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_s3::Client::from_conf(b.build())
+    };
+    let sns = {
+        let mut b = aws_sdk_sns::config::Builder::from(&sdk);
+        if let Some(url) = &e.sns {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_sns::Client::from_conf(b.build())
+    };
+    Ok(Arc::new(Clients {
+        state: StateStore {
+            s3: s3.clone(),
+            bucket: plan.bucket.clone(),
+            prefix: aws.state_prefix.clone(),
+        },
+        kinesis,
+        sqs,
+        s3,
+        sns,
+        region,
+        bucket: plan.bucket.clone(),
+        max_message_bytes: aws.max_message_bytes,
+    }))
+}
+
+/// Opens the pipeline's services. Nothing is created here (`pipehost
+/// setup` does that); a missing resource fails on first use, naming it.
+pub async fn open(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Backend> {
+    let clients = clients(plan, aws).await?;
+    let stream = AwsStream::new(
+        clients.clone(),
+        &plan.stream_name,
+        aws.start,
+        aws.producer_mark_interval,
+        &plan.error_prefix,
+    );
+    let queue = AwsQueue::new(clients.clone(), &plan.queue_name);
+    let dead_letter = AwsQueue::new(clients.clone(), &plan.dead_letter_queue);
+    let store = AwsObjectStore::new(clients.clone());
+    let notifier = AwsNotifier::new(clients.clone(), &plan.topic);
+    let opener_clients = clients.clone();
+    Ok(Backend {
+        stream: Arc::new(stream),
+        queue: Arc::new(queue),
+        dead_letter: Arc::new(dead_letter),
+        store: Arc::new(store),
+        notifier: Arc::new(notifier),
+        opener: Arc::new(move |name: &str| {
+            Arc::new(AwsQueue::new(opener_clients.clone(), name)) as Arc<dyn Queue>
+        }),
+    })
+}
+
+/// A failed SDK call, with the service's error code and message.
+pub(crate) fn sdk_err<E>(service: &'static str, op: &str, e: E) -> BackendError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let code = e.code().unwrap_or("").to_string();
+    let not_found = matches!(
+        code.as_str(),
+        "ResourceNotFoundException"
+            | "AWS.SimpleQueueService.NonExistentQueue"
+            | "QueueDoesNotExist"
+            | "NoSuchBucket"
+            | "NotFound"
+    );
+    if not_found {
+        return BackendError::NotFound {
+            service,
+            what: format!("{op}: {} (run `pipehost setup`?)", DisplayErrorContext(&e)),
+        };
+    }
+    BackendError::failed(service, format!("{op}: {}", DisplayErrorContext(&e)))
+}
+
+/// The error code of an SDK error, if the service sent one.
+pub(crate) fn code_of<E: ProvideErrorMetadata>(e: &E) -> Option<&str> {
+    e.code()
+}
+
+/// Full-jitter exponential backoff: a random wait in `[0, base·2^attempt]`,
+/// capped.
+pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let ms = ceiling.as_millis().max(1) as u64;
+    Duration::from_millis(fastrand::u64(ms / 2..=ms))
+}
+
+/// Hex SHA-256, for fixed-length, key-safe names.
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(s.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// pipehost's own small state, as objects under a prefix of the bucket.
+pub struct StateStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl StateStore {
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<String>> {
+        let key = self.key(name);
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(|e| {
+                    BackendError::failed("s3", format!("reading s3://{}/{key}: {e}", self.bucket))
+                })?;
+                Ok(Some(
+                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
+                ))
+            }
+            Err(e) if code_of(&e) == Some("NoSuchKey") => Ok(None),
+            Err(e) => Err(sdk_err(
+                "s3",
+                &format!("GetObject s3://{}/{key}", self.bucket),
+                e,
+            )),
+        }
+    }
+
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        let key = self.key(name);
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if code_of(&e) == Some("NotFound") || code_of(&e) == Some("NoSuchKey") => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err(
+                "s3",
+                &format!("HeadObject s3://{}/{key}", self.bucket),
+                e,
+            )),
+        }
+    }
+
+    /// Writes `body`, retrying transient failures a few times.
+    pub async fn put(&self, name: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+        let key = self.key(name);
+        let mut attempt = 0;
+        loop {
+            let r = self
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type(content_type)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 4 && code_of(&e) != Some("NoSuchBucket") => {
+                    tracing::warn!(
+                        "saving s3://{}/{key} failed, retrying: {}",
+                        self.bucket,
+                        DisplayErrorContext(&e)
+                    );
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        Duration::from_millis(100),
+                        Duration::from_secs(2),
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(sdk_err(
+                        "s3",
+                        &format!("PutObject s3://{}/{key}", self.bucket),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+}
