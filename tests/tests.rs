@@ -13,3 +13,4 @@ mod hostile;
 mod loading;
 mod pipeline;
 mod reload;
+mod web;

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod web;
+pub use web::{RequestLogConfig, TlsConfig, WebConfig};
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +39,8 @@ pub struct PipelineFile {
     pub local: LocalConfig,
     /// The admin HTTP API (metrics, reload); off when absent.
     pub admin: Option<AdminConfig>,
+    /// The web server (ingest, `/logs`, health, metrics); off when absent.
+    pub web: Option<WebConfig>,
 }
 
 #[derive(Debug, Deserialize)]

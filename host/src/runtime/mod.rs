@@ -17,10 +17,14 @@ pub mod bridge;
 pub mod dev;
 pub mod feeds;
 pub mod message;
+pub mod metrics;
 pub mod process;
 pub mod processor;
 pub mod reload;
+mod serve;
 pub mod stats;
+
+pub use serve::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -185,6 +189,37 @@ impl Feeds {
     }
 }
 
+/// The feeds the web server accepts, with their generators for `/logs`.
+fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web::FeedSet> {
+    let mut set = crate::web::FeedSet::default();
+    for feed in &plan.feeds {
+        let generator = match &feed.generator {
+            Some(g) => Some((
+                blocking(|| cache.get(&g.plugin, PluginKind::Generator))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                g.clone(),
+            )),
+            None => None,
+        };
+        set.add(&feed.name, generator);
+    }
+    Ok(set)
+}
+
+/// Starts the web server when the plan has one.
+async fn start_web(
+    plan: &Plan,
+    cache: &mut PluginCache,
+    backend: &Backend,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Option<crate::web::WebServer>> {
+    let Some(w) = &plan.web else { return Ok(None) };
+    let feeds = web_feeds(plan, cache)?;
+    Ok(Some(
+        crate::web::WebServer::start(w, feeds, backend.clone(), stats.clone()).await?,
+    ))
+}
+
 fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
     bridge::BridgeSettings {
         stream_name: plan.stream_name.clone(),
@@ -195,6 +230,7 @@ fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
 }
 
 /// Applies a reload if it validates; reports the outcome either way.
+#[allow(clippy::too_many_arguments)]
 async fn reload(
     why: &str,
     plan: &mut Arc<Plan>,
@@ -202,6 +238,7 @@ async fn reload(
     chains: &ArcSwap<Chains>,
     bridge_live: &ArcSwap<bridge::BridgeSettings>,
     feeds: &mut Feeds,
+    web: Option<&crate::web::WebServer>,
     stats: &Stats,
 ) -> anyhow::Result<Result<String, String>> {
     let current = chains.load_full();
@@ -228,6 +265,9 @@ async fn reload(
             for name in &applied.feeds_to_restart {
                 feeds.stop(name).await?;
                 feeds.start(&new_plan, name, cache)?;
+            }
+            if let Some(w) = web {
+                w.set_feeds(web_feeds(&new_plan, cache)?);
             }
             *plan = new_plan;
             Stats::add(&stats.reloads, 1);
@@ -377,6 +417,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         None => None,
     };
+    let web = start_web(&plan, &mut cache, &backend, &stats).await?;
     let dev_cancel = CancellationToken::new();
     let dev_task = opts.dev.then(|| {
         let dir = plan
@@ -418,7 +459,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                 match req.reply {
                     // Someone waits for the outcome: reload now.
                     Some(reply) => {
-                        let outcome = reload(&req.why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
+                        let outcome = reload(&req.why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, web.as_ref(), &stats).await?;
                         let _ = reply.send(outcome);
                     }
                     // Editors and compilers write in several steps: wait
@@ -430,7 +471,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             _ = debounce => {
                 let (_, why) = pending.take().expect("pending");
                 // The outcome is logged and counted; nobody waits for it.
-                let _ = reload(&why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
+                let _ = reload(&why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, web.as_ref(), &stats).await?;
                 if opts.watch {
                     // Plugin paths may have changed: watch the new set.
                     watcher = Some(reload::watch(&reload::watched_files(&plan), reload_tx.clone())?);
@@ -464,7 +505,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
-            refresh_gauges(&backend, &stats).await;
+            refresh_gauges(&backend, &stats, true).await;
             status.draw(&stats.snapshot(), stats.note());
         }
     }
@@ -483,6 +524,9 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     }
 
     // Front to back, each stage finishing what it holds.
+    if let Some(w) = web {
+        w.stop().await.context("the web server")?;
+    }
     feeds.stop_all().await?;
     bridge_cancel.cancel();
     for t in bridge_tasks {
@@ -490,7 +534,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     }
     proc_cancel.cancel();
     proc_task.await?.context("the processor failed")?;
-    refresh_gauges(&backend, &stats).await;
+    refresh_gauges(&backend, &stats, true).await;
     status.finish();
     Ok(RunReport {
         stats: stats.snapshot(),
@@ -499,8 +543,16 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     })
 }
 
-async fn refresh_gauges(backend: &Backend, stats: &Stats) {
+/// Queue depths, and the stream lag when this process runs the bridge.
+async fn refresh_gauges(backend: &Backend, stats: &Stats, bridging: bool) {
     use std::sync::atomic::Ordering::Relaxed;
+    if bridging {
+        let s = stats.snapshot();
+        stats.stream_lag.store(
+            (s.generated + s.ingested).saturating_sub(s.bridged),
+            Relaxed,
+        );
+    }
     if let Ok(d) = backend.queue.depth().await {
         stats.queue_depth.store(d.total(), Relaxed);
     }
