@@ -22,6 +22,8 @@ use crate::plugin::{EngineSettings, PluginEngine};
 /// Runs feeds and the web server until a signal or `duration`.
 pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
+    let signal = shutdown_signal();
+    super::metrics::handle();
     if plan.web.is_none() {
         anyhow::bail!(
             "{}: `pipehost serve` needs a [web] section (and not `enabled = false`)",
@@ -47,7 +49,6 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
     for f in &plan.feeds {
         feeds.start(&plan, &f.name, &mut cache)?;
     }
-    let signal = shutdown_signal();
     tokio::pin!(signal);
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(Duration::from_secs(1));

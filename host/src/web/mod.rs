@@ -32,6 +32,8 @@ mod logs;
 mod producer;
 pub mod requestlog;
 mod server;
+#[cfg(test)]
+mod tests;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -187,6 +189,7 @@ impl WebServer {
         backend: Backend,
         stats: Arc<Stats>,
     ) -> anyhow::Result<Self> {
+        crate::runtime::metrics::handle();
         let keys = auth::Keys::load(&plan.keys_env, plan.keys_file.as_deref())?;
         if keys.is_empty() {
             tracing::warn!(
