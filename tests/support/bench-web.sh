@@ -108,8 +108,12 @@ non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk.out")
 metrics=$(curl -s "http://$addr/metrics" 2>/dev/null || python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://$addr/metrics').read().decode())")
 ingested=$(echo "$metrics" | awk '$1 == "pipehost_records_ingested_total" {print $2}')
 commits=$(echo "$metrics" | awk '$1 == "pipehost_ingest_commit_records_count" {print $2}')
+commit_secs=$(echo "$metrics" | awk '$1 == "pipehost_ingest_commit_seconds_sum" {print $2}')
 echo
 echo "requests/s: $rps   p99: $p99   non-2xx: ${non2xx:-0}   records stored: $ingested in $commits commits"
+# Where the time goes: the one writer's share of the run spent in stream.put.
+python3 -c "import sys; n, c, s = map(float, sys.argv[1:4]); print(f'group commits: {n/c:.0f} records each, {s:.1f}s in stream.put ({n/s:.0f} records/s while committing)')" \
+    "${ingested:-0}" "${commits:-1}" "${commit_secs:-1}" || true
 python3 - "$rps" "$p99" "${non2xx:-0}" "$quick" <<'PY'
 import sys
 rps, p99, bad, quick = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
