@@ -3,7 +3,9 @@
 //! `\r` is dropped, blank lines are skipped); each line becomes one stream
 //! record under `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`,
 //! else a hash of the line so lines spread over the shards. 202 with the
-//! counts once every line is stored.
+//! counts once every line is stored; 503 when the stream did not store them
+//! (retry). A 408 (the request timeout ran out while the lines waited for
+//! their commit) may still have stored them: a retry is at-least-once.
 
 use axum::Json;
 use axum::body::Body;
