@@ -14,3 +14,4 @@ mod hostile;
 mod loading;
 mod pipeline;
 mod reload;
+mod web;

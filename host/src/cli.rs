@@ -46,6 +46,12 @@ pub enum Command {
     /// pipeline.toml or a plugin file changes, and on SIGHUP.
     Run(RunArgs),
 
+    /// Run a producer only: the feeds' scheduled generation and the web
+    /// server of `[web]` (ingest, /logs, health, metrics), without the
+    /// bridge or the processor. Stops on Ctrl-C / SIGTERM or after
+    /// --duration, letting requests in flight finish.
+    Serve(ServeArgs),
+
     /// Validate a pipeline file and show the plan, without running anything.
     Check(CheckArgs),
 
@@ -87,6 +93,16 @@ pub struct RunArgs {
     /// plugins, rebuild a changed one for wasm32-wasip2 and swap it in.
     #[arg(long, conflicts_with = "no_watch")]
     pub dev: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The pipeline file (needs a [web] section).
+    #[arg(default_value = "pipeline.toml")]
+    pub pipeline: PathBuf,
+    /// Stop after this long, e.g. `30s`, `5m`.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test(args),
         Command::Inspect(args) => inspect(args),
         Command::Run(args) => run_pipeline(args),
+        Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Setup(args) => block_on(setup(args)),
         Command::Ls(args) => block_on(ls(args)),
@@ -281,7 +298,10 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
-    println!("  generated   {} records", s.generated);
+    println!(
+        "  generated   {} records ({} more through the web server)",
+        s.generated, s.ingested
+    );
     println!(
         "  bridged     {} records in {} batches",
         s.bridged, s.messages
@@ -309,6 +329,27 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!(
         "look at the data: pipehost ls -c {0}   |   pipehost cat -c {0} <key>",
         args.pipeline.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(&args.pipeline, true) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    eprintln!(
+        "pipehost: serving {:?} ({} feeds; producer only: nothing is bridged or processed here)",
+        plan.name,
+        plan.feeds.len()
+    );
+    let report = runtime()?.block_on(crate::runtime::serve(Arc::new(plan), args.duration))?;
+    let s = &report.stats;
+    println!(
+        "served for {:.1}s: {} records generated on schedule, {} through the web server",
+        report.elapsed.as_secs_f64(),
+        s.generated,
+        s.ingested
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -355,6 +396,26 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         plan.error_prefix,
         plan.topic
     );
+    if let Some(w) = &plan.web {
+        let log = match &w.request_log {
+            crate::plan::RequestLogPlan::Off => "off".to_string(),
+            crate::plan::RequestLogPlan::Sqlite(p) => format!("SQLite {}", p.display()),
+            crate::plan::RequestLogPlan::Postgres(u) => crate::web::requestlog::redact(u),
+            crate::plan::RequestLogPlan::FromEnv { var, .. } => format!("from ${var}"),
+        };
+        println!(
+            "  web server on {}://{} (body limit {} bytes, request timeout {:?}); keys from ${}{}; request log: {log}",
+            if w.tls.is_some() { "https" } else { "http" },
+            w.listen,
+            w.body_limit,
+            w.request_timeout,
+            w.keys_env,
+            w.keys_file
+                .as_ref()
+                .map(|f| format!(" and {}", f.display()))
+                .unwrap_or_default(),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,3 +13,4 @@ pub mod fixture;
 pub mod plan;
 pub mod plugin;
 pub mod runtime;
+pub mod web;

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod web;
+pub use web::{RequestLogConfig, TlsConfig, WebConfig};
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +41,8 @@ pub struct PipelineFile {
     pub aws: AwsConfig,
     /// The admin HTTP API (metrics, reload); off when absent.
     pub admin: Option<AdminConfig>,
+    /// The web server (ingest, `/logs`, health, metrics); off when absent.
+    pub web: Option<WebConfig>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 mod aws;
 mod key;
 mod units;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use aws::{
 };
 pub use key::{KeyParts, KeyTemplate};
 pub use units::{parse_duration, parse_size};
+pub use web::{MIN_HEADER_LIMIT, RequestLogPlan, TlsPlan, WebPlan};
 
 /// Where a value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,8 @@ pub struct Plan {
     pub topic: String,
     pub subscribers: Vec<String>,
     pub admin: Option<AdminPlan>,
+    /// The web server; `None` when absent or `enabled = false`.
+    pub web: Option<WebPlan>,
 }
 
 impl Plan {
@@ -578,6 +582,11 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
             }
         });
 
+    let web = file
+        .web
+        .as_ref()
+        .and_then(|w| web::build(&mut c, &base, &backend, w).filter(|_| w.enabled));
+
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -609,6 +618,7 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
         topic,
         subscribers: file.notifications.subscribers.clone(),
         admin,
+        web,
     })
 }
 

@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
@@ -34,8 +33,6 @@ struct AdminState {
     stats: Arc<Stats>,
     keys: Vec<String>,
     reload: mpsc::Sender<ReloadRequest>,
-    recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
 }
 
 /// Admin keys: from `env` (comma-separated) and `file` (one per line).
@@ -92,33 +89,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
-    let snap = s.stats.snapshot();
-    metrics::with_local_recorder(&s.recorder, || {
-        let counters = [
-            ("pipehost_records_generated_total", snap.generated),
-            ("pipehost_records_bridged_total", snap.bridged),
-            ("pipehost_batches_sent_total", snap.messages),
-            ("pipehost_records_processed_total", snap.processed),
-            ("pipehost_events_stored_total", snap.events),
-            ("pipehost_events_dropped_total", snap.dropped),
-            ("pipehost_error_records_total", snap.error_records),
-            ("pipehost_objects_written_total", snap.objects),
-            ("pipehost_notifications_sent_total", snap.notifications),
-            ("pipehost_batches_failed_total", snap.failed_batches),
-            ("pipehost_plugin_failures_total", snap.plugin_failures),
-            ("pipehost_backend_errors_total", snap.backend_errors),
-            ("pipehost_reloads_total", snap.reloads),
-            ("pipehost_reload_failures_total", snap.reload_failures),
-        ];
-        for (name, v) in counters {
-            metrics::counter!(name).absolute(v);
-        }
-        metrics::gauge!("pipehost_queue_depth").set(snap.queue_depth as f64);
-        metrics::gauge!("pipehost_dead_letter_depth").set(snap.dead_letters as f64);
-    });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.handle.render(),
+        super::metrics::render(&s.stats),
     )
         .into_response()
 }
@@ -166,14 +139,10 @@ pub async fn serve(
     reload_tx: mpsc::Sender<ReloadRequest>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
     let state = Arc::new(AdminState {
         stats,
         keys,
         reload: reload_tx,
-        recorder,
-        handle,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))

@@ -97,11 +97,13 @@ pub async fn run_feed(
         let mut inst = instance
             .take()
             .expect("instance is returned after each tick");
+        let started = std::time::Instant::now();
         let (inst, result) = tokio::task::spawn_blocking(move || {
             let r = inst.generate(tick);
             (inst, r)
         })
         .await?;
+        super::metrics::plugin_call("generator", &feed, started);
         instance = Some(inst);
         let records = match result {
             Ok(r) => r,

@@ -17,10 +17,14 @@ pub mod bridge;
 pub mod dev;
 pub mod feeds;
 pub mod message;
+pub mod metrics;
 pub mod process;
 pub mod processor;
 pub mod reload;
+mod serve;
 pub mod stats;
+
+pub use serve::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,25 +105,33 @@ async fn drained(
     Ok(in_flight.get() == 0 && backend.queue.depth().await?.total() == 0)
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM. The handlers are installed by this call,
+/// not on the first poll, so a signal right after start is not missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -184,6 +196,12 @@ impl Feeds {
         for n in names {
             self.stop(&n).await?;
         }
+        // Positions a provider saves lazily (aws) are written now.
+        if let Err(e) = self.stream.flush().await {
+            tracing::warn!(
+                "saving the feeds' positions failed (a restart may generate some ticks again): {e}"
+            );
+        }
         Ok(())
     }
 
@@ -202,6 +220,37 @@ impl Feeds {
     }
 }
 
+/// The feeds the web server accepts, with their generators for `/logs`.
+fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web::FeedSet> {
+    let mut set = crate::web::FeedSet::default();
+    for feed in &plan.feeds {
+        let generator = match &feed.generator {
+            Some(g) => Some((
+                blocking(|| cache.get(&g.plugin, PluginKind::Generator))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                g.clone(),
+            )),
+            None => None,
+        };
+        set.add(&feed.name, generator);
+    }
+    Ok(set)
+}
+
+/// Starts the web server when the plan has one.
+async fn start_web(
+    plan: &Plan,
+    cache: &mut PluginCache,
+    backend: &Backend,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Option<crate::web::WebServer>> {
+    let Some(w) = &plan.web else { return Ok(None) };
+    let feeds = web_feeds(plan, cache)?;
+    Ok(Some(
+        crate::web::WebServer::start(w, feeds, backend.clone(), stats.clone()).await?,
+    ))
+}
+
 fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
     bridge::BridgeSettings {
         stream_name: plan.stream_name.clone(),
@@ -212,6 +261,7 @@ fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
 }
 
 /// Applies a reload if it validates; reports the outcome either way.
+#[allow(clippy::too_many_arguments)]
 async fn reload(
     why: &str,
     plan: &mut Arc<Plan>,
@@ -219,6 +269,7 @@ async fn reload(
     chains: &ArcSwap<Chains>,
     bridge_live: &ArcSwap<bridge::BridgeSettings>,
     feeds: &mut Feeds,
+    web: Option<&crate::web::WebServer>,
     stats: &Stats,
 ) -> anyhow::Result<Result<String, String>> {
     let current = chains.load_full();
@@ -246,6 +297,9 @@ async fn reload(
                 feeds.stop(name).await?;
                 feeds.start(&new_plan, name, cache)?;
             }
+            if let Some(w) = web {
+                w.set_feeds(web_feeds(&new_plan, cache)?);
+            }
             *plan = new_plan;
             Stats::add(&stats.reloads, 1);
             let msg = format!("reloaded ({why}): {}", applied.changes.join("; "));
@@ -259,6 +313,8 @@ async fn reload(
 /// Runs the pipeline of `plan`.
 pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
+    let signal = shutdown_signal();
+    metrics::handle();
     let mut plan = plan;
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
@@ -394,6 +450,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         None => None,
     };
+    let web = start_web(&plan, &mut cache, &backend, &stats).await?;
     let dev_cancel = CancellationToken::new();
     let dev_task = opts.dev.then(|| {
         let dir = plan
@@ -412,7 +469,6 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
 
     let mut status = StatusLine::new(opts.status);
     let deadline = opts.duration.map(|d| started + d);
-    let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut drained_run = false;
@@ -435,7 +491,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                 match req.reply {
                     // Someone waits for the outcome: reload now.
                     Some(reply) => {
-                        let outcome = reload(&req.why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
+                        let outcome = reload(&req.why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, web.as_ref(), &stats).await?;
                         let _ = reply.send(outcome);
                     }
                     // Editors and compilers write in several steps: wait
@@ -447,7 +503,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             _ = debounce => {
                 let (_, why) = pending.take().expect("pending");
                 // The outcome is logged and counted; nobody waits for it.
-                let _ = reload(&why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, &stats).await?;
+                let _ = reload(&why, &mut plan, &mut cache, &chains, &bridge_live, &mut feeds, web.as_ref(), &stats).await?;
                 if opts.watch {
                     // Plugin paths may have changed: watch the new set.
                     watcher = Some(reload::watch(&reload::watched_files(&plan), reload_tx.clone())?);
@@ -481,7 +537,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
-            refresh_gauges(&backend, &stats).await;
+            refresh_gauges(&backend, &stats, true).await;
             status.draw(&stats.snapshot(), stats.note());
         }
     }
@@ -500,6 +556,9 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     }
 
     // Front to back, each stage finishing what it holds.
+    if let Some(w) = web {
+        w.stop().await.context("the web server")?;
+    }
     feeds.stop_all().await?;
     if let Err(e) = backend.stream.flush().await {
         tracing::warn!(
@@ -510,7 +569,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     bridge_task.await?.context("the bridge failed")?;
     proc_cancel.cancel();
     proc_task.await?.context("the processor failed")?;
-    refresh_gauges(&backend, &stats).await;
+    refresh_gauges(&backend, &stats, true).await;
     status.finish();
     Ok(RunReport {
         stats: stats.snapshot(),
@@ -519,8 +578,16 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     })
 }
 
-async fn refresh_gauges(backend: &Backend, stats: &Stats) {
+/// Queue depths, and the stream lag when this process runs the bridge.
+async fn refresh_gauges(backend: &Backend, stats: &Stats, bridging: bool) {
     use std::sync::atomic::Ordering::Relaxed;
+    if bridging {
+        let s = stats.snapshot();
+        stats.stream_lag.store(
+            (s.generated + s.ingested).saturating_sub(s.bridged),
+            Relaxed,
+        );
+    }
     if let Ok(d) = backend.queue.depth().await {
         stats.queue_depth.store(d.total(), Relaxed);
     }

@@ -255,13 +255,13 @@ pub fn process(
                 Err(reason) => errors.push(error_line(msg, r, "decode", &reason, None, None)),
             }
         }
-        let parsed = plugins
-            .parser
-            .parse(&raws)
-            .map_err(|source| ProcessError::Plugin {
-                feed: feed.to_string(),
-                source,
-            })?;
+        let started = std::time::Instant::now();
+        let parsed = plugins.parser.parse(&raws);
+        super::metrics::plugin_call("parser", feed, started);
+        let parsed = parsed.map_err(|source| ProcessError::Plugin {
+            feed: feed.to_string(),
+            source,
+        })?;
         drop(raws);
         let mut pending: Vec<Pending> = Vec::new();
         for (j, result) in parsed.into_iter().enumerate() {
@@ -285,12 +285,13 @@ pub fn process(
                 break;
             }
             let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
-            let outcomes = t
-                .transform(&events)
-                .map_err(|source| ProcessError::Plugin {
-                    feed: feed.to_string(),
-                    source,
-                })?;
+            let started = std::time::Instant::now();
+            let outcomes = t.transform(&events);
+            super::metrics::plugin_call("transform", feed, started);
+            let outcomes = outcomes.map_err(|source| ProcessError::Plugin {
+                feed: feed.to_string(),
+                source,
+            })?;
             let mut next = Vec::with_capacity(pending.len());
             for (p, o) in pending.into_iter().zip(outcomes) {
                 match o {

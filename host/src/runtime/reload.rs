@@ -156,6 +156,7 @@ fn not_live(old: &Plan, new: &Plan) -> Vec<&'static str> {
         "bridge.consumer",
     );
     check(old.admin == new.admin, "admin");
+    check(old.web == new.web, "web");
     keys
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Stats {
     pub generated: AtomicU64,
+    /// Records accepted by the web server's ingest endpoint and `/logs`.
+    pub ingested: AtomicU64,
     pub bridged: AtomicU64,
     pub messages: AtomicU64,
     pub processed: AtomicU64,
@@ -22,6 +24,8 @@ pub struct Stats {
     /// Gauges refreshed by the status task.
     pub queue_depth: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Records on the stream not yet bridged (in `run`).
+    pub stream_lag: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     /// The last reload's outcome, for the status line.
@@ -32,6 +36,7 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub generated: u64,
+    pub ingested: u64,
     pub bridged: u64,
     pub messages: u64,
     pub processed: u64,
@@ -45,6 +50,7 @@ pub struct Snapshot {
     pub backend_errors: u64,
     pub queue_depth: u64,
     pub dead_letters: u64,
+    pub stream_lag: u64,
     pub reloads: u64,
     pub reload_failures: u64,
 }
@@ -68,6 +74,7 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
             generated: g(&self.generated),
+            ingested: g(&self.ingested),
             bridged: g(&self.bridged),
             messages: g(&self.messages),
             processed: g(&self.processed),
@@ -81,6 +88,7 @@ impl Stats {
             backend_errors: g(&self.backend_errors),
             queue_depth: g(&self.queue_depth),
             dead_letters: g(&self.dead_letters),
+            stream_lag: g(&self.stream_lag),
             reloads: g(&self.reloads),
             reload_failures: g(&self.reload_failures),
         }
@@ -102,7 +110,7 @@ impl Snapshot {
             "{:>6.1}s | generated {} | lag {} | bridged {} | processed {} ({:.0}/s) | stored {} events in {} objects | errors {} | queue {} | dlq {} | reloads {} ({} refused)",
             elapsed.as_secs_f64(),
             human(self.generated),
-            human(self.generated.saturating_sub(self.bridged)),
+            human((self.generated + self.ingested).saturating_sub(self.bridged)),
             human(self.bridged),
             human(self.processed),
             rate,

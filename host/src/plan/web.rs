@@ -1,0 +1,276 @@
+//! `[web]` validated into a [`WebPlan`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{BackendPlan, Checker};
+use crate::config::WebConfig;
+
+/// The web server as the runtime starts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPlan {
+    pub listen: SocketAddr,
+    pub keys_env: String,
+    pub keys_file: Option<PathBuf>,
+    pub body_limit: usize,
+    pub header_limit: usize,
+    pub request_timeout: Duration,
+    pub max_logs_records: u32,
+    pub tls: Option<TlsPlan>,
+    pub request_log: RequestLogPlan,
+    /// Requests buffered for the request-log writer.
+    pub request_log_queue: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPlan {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the request log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestLogPlan {
+    Off,
+    Sqlite(PathBuf),
+    Postgres(String),
+    /// Read the URL from this environment variable at start (then as a
+    /// `postgres://` URL or a SQLite path relative to `base`).
+    FromEnv {
+        var: String,
+        base: PathBuf,
+    },
+}
+
+impl RequestLogPlan {
+    /// Classifies a URL: `postgres://` / `postgresql://` or a SQLite path.
+    pub fn from_url(url: &str, base: &Path) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres(url.to_string())
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Self::Sqlite(base.join(path))
+        }
+    }
+}
+
+/// Smallest header limit hyper accepts (its read buffer's minimum).
+pub const MIN_HEADER_LIMIT: usize = 8192;
+
+pub(super) fn build(
+    c: &mut Checker,
+    base: &Path,
+    backend: &BackendPlan,
+    w: &WebConfig,
+) -> Option<WebPlan> {
+    let listen = match w.listen.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            let line = c.line(&w.listen);
+            c.err(
+                line,
+                "web.listen",
+                format!(
+                    "{:?}: not an address like \"127.0.0.1:8080\": {e}",
+                    w.listen.get_ref()
+                ),
+            );
+            None
+        }
+    };
+    let body_limit = c.size(&w.body_limit, "web.body_limit", 1 << 20);
+    let header_limit = c.size(&w.header_limit, "web.header_limit", 16 << 10);
+    if header_limit < MIN_HEADER_LIMIT {
+        let line = w.header_limit.as_ref().and_then(|h| c.line(h));
+        c.err(
+            line,
+            "web.header_limit",
+            format!("{header_limit} bytes is too small: at least 8KiB"),
+        );
+    }
+    let request_timeout = c.duration(
+        &w.request_timeout,
+        "web.request_timeout",
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+    );
+    let max_logs_records = c.opt_range(
+        &w.max_logs_records,
+        "web.max_logs_records",
+        10_000,
+        1,
+        100_000,
+    );
+    let tls = w.tls.as_ref().map(|t| {
+        for (v, key) in [(&t.cert, "web.tls.cert"), (&t.key, "web.tls.key")] {
+            if v.get_ref().trim().is_empty() {
+                let line = c.line(v);
+                c.err(line, key, "names no file");
+            }
+        }
+        TlsPlan {
+            cert: base.join(t.cert.get_ref()),
+            key: base.join(t.key.get_ref()),
+        }
+    });
+    let r = &w.request_log;
+    let request_log = match (r.enabled, &r.url, &r.url_env) {
+        (Some(false), _, _) => RequestLogPlan::Off,
+        (_, Some(url), Some(_)) => {
+            let line = c.line(url);
+            c.err(
+                line,
+                "web.request_log.url",
+                "give `url` or `url_env`, not both",
+            );
+            RequestLogPlan::Off
+        }
+        (_, Some(url), None) => {
+            let u = url.get_ref();
+            if u.trim().is_empty() {
+                let line = c.line(url);
+                c.err(line, "web.request_log.url", "is empty");
+            } else if u.contains("://")
+                && !["postgres://", "postgresql://", "sqlite://"]
+                    .iter()
+                    .any(|s| u.starts_with(s))
+            {
+                let line = c.line(url);
+                let scheme = u.split("://").next().unwrap_or_default();
+                c.err(
+                    line,
+                    "web.request_log.url",
+                    format!("{scheme:?}: expected a postgres:// URL or a SQLite file path"),
+                );
+            }
+            RequestLogPlan::from_url(u, base)
+        }
+        (_, None, Some(var)) => RequestLogPlan::FromEnv {
+            var: var.clone(),
+            base: base.to_owned(),
+        },
+        (_, None, None) => {
+            let dir = match backend {
+                BackendPlan::Local { data_dir, .. } => data_dir.clone(),
+                // No local state directory on AWS: beside the pipeline file,
+                // where the local backend would keep its state.
+                BackendPlan::Aws(_) => base.join(".pipehost"),
+            };
+            RequestLogPlan::Sqlite(dir.join("requests.db"))
+        }
+    };
+    let request_log_queue =
+        c.opt_range(&r.queue, "web.request_log.queue", 10_000, 1, 10_000_000) as usize;
+    Some(WebPlan {
+        listen: listen?,
+        keys_env: w
+            .keys_env
+            .clone()
+            .unwrap_or_else(|| "PIPEHOST_API_KEYS".into()),
+        keys_file: w.keys_file.as_ref().map(|f| base.join(f)),
+        body_limit,
+        header_limit,
+        request_timeout,
+        max_logs_records,
+        tls,
+        request_log,
+        request_log_queue,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, build};
+
+    const FEEDS: &str = r#"
+[feeds.forex]
+parser = { plugin = "forex_parser" }
+"#;
+
+    fn plan(web: &str) -> Result<Plan, Vec<crate::config::ConfigError>> {
+        let text = format!("{FEEDS}\n{web}");
+        let path = Path::new("conf/pipeline.toml");
+        let file = crate::config::parse(path, &text).map_err(|e| vec![e])?;
+        build(path, &text, &file)
+    }
+
+    fn errors(web: &str) -> Vec<String> {
+        plan(web)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_web_section_gets_defaults_and_enabled_false_turns_it_off() {
+        let p = plan("[web]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        let w = p.web.unwrap();
+        assert_eq!(w.body_limit, 1 << 20);
+        assert_eq!(w.header_limit, 16 << 10);
+        assert_eq!(w.request_timeout, Duration::from_secs(10));
+        assert_eq!(w.keys_env, "PIPEHOST_API_KEYS");
+        assert_eq!(
+            w.request_log,
+            RequestLogPlan::Sqlite(PathBuf::from("conf/.pipehost/requests.db"))
+        );
+        let off = plan("[web]\nenabled = false\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        assert!(off.web.is_none());
+        assert!(plan("").unwrap().web.is_none());
+    }
+
+    #[test]
+    fn request_log_urls_pick_the_store() {
+        let w = |url: &str| {
+            plan(&format!(
+                "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = {{ url = \"{url}\" }}\n"
+            ))
+            .unwrap()
+            .web
+            .unwrap()
+            .request_log
+        };
+        assert_eq!(
+            w("postgres://u@localhost/db"),
+            RequestLogPlan::Postgres("postgres://u@localhost/db".into())
+        );
+        assert_eq!(
+            w("logs/requests.db"),
+            RequestLogPlan::Sqlite(PathBuf::from("conf/logs/requests.db"))
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_its_line() {
+        let errs = errors(
+            r#"[web]
+listen = "localhost"
+body_limit = "lots"
+header_limit = "1KiB"
+request_timeout = "1ms"
+tls = { cert = "", key = "k.pem" }
+request_log = { url = "mysql://x/y" }
+"#,
+        );
+        let want = [
+            ":6: `web.listen`",
+            ":7: `web.body_limit`",
+            ":8: `web.header_limit`: 1024 bytes is too small",
+            ":9: `web.request_timeout`",
+            ":10: `web.tls.cert`: names no file",
+            ":11: `web.request_log.url`: \"mysql\"",
+        ];
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e} should contain {w}");
+        }
+        let both = errors(
+            "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = { url = \"a.db\", url_env = \"X\" }\n",
+        );
+        assert!(both[0].contains("not both"), "{both:?}");
+        let unknown = errors("[web]\nlisten = \"127.0.0.1:0\"\nport = 80\n");
+        assert!(unknown[0].contains("unknown field `port`"), "{unknown:?}");
+    }
+}

@@ -1,0 +1,158 @@
+//! `POST /v1/feeds/{feed}/records`: raw log lines from clients onto the
+//! stream. The body is one line or several separated by `\n` (a trailing
+//! `\r` is dropped, blank lines are skipped); each line becomes one stream
+//! record under `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`,
+//! else a hash of the line so lines spread over the shards. 202 with the
+//! counts once every line is stored; 503 when the stream did not store them
+//! (retry). A 408 (the request timeout ran out while the lines waited for
+//! their commit) may still have stored them: a retry is at-least-once.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, Shared};
+use crate::backend::StreamRecord;
+use crate::runtime::message::stream_key;
+use crate::runtime::stats::Stats;
+
+#[derive(Debug, Deserialize)]
+pub struct IngestQuery {
+    key: Option<String>,
+}
+
+/// Records a response accepted, for the request log.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted(pub u64);
+
+/// Reads a body of at most `limit` bytes: 413 past it.
+pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than web.body_limit ({limit} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+/// A partition key derived from the line (FNV-1a, hex).
+fn content_key(line: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in line.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Splits a body into its lines: `\n`-separated, `\r` trimmed, blanks skipped.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty())
+}
+
+pub async fn ingest(
+    State(s): State<Shared>,
+    Path(feed): Path<String>,
+    Query(q): Query<IngestQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    s.keys.check(&headers)?;
+    s.feeds.load().get(&feed)?;
+    let body = read_body(body, &headers, s.body_limit).await?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty body: send one log line, or several separated by newlines",
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not valid UTF-8 (at byte {}): log lines must be text",
+            e.valid_up_to()
+        ))
+    })?;
+    let header_key = headers
+        .get("x-partition-key")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("X-Partition-Key is not visible ASCII"))
+        })
+        .transpose()?;
+    let fixed_key = header_key.or(q.key.as_deref());
+    if fixed_key.is_some_and(str::is_empty) {
+        return Err(ApiError::bad_request("the partition key is empty"));
+    }
+    let records: Vec<StreamRecord> = lines(text)
+        .map(|line| StreamRecord {
+            partition_key: match fixed_key {
+                Some(k) => stream_key(&feed, k),
+                None => stream_key(&feed, &content_key(line)),
+            },
+            data: line.as_bytes().to_vec(),
+        })
+        .collect();
+    if records.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty body: only blank lines; send one log line, or several separated by newlines",
+        ));
+    }
+    let n = records.len() as u64;
+    s.producer.put(records).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the stream did not store the records (retry): {e}"),
+        )
+    })?;
+    Stats::add(&s.stats.ingested, n);
+    metrics::counter!("pipehost_ingest_records_total", "feed" => feed.clone()).increment(n);
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "feed": feed, "accepted": n, "bytes": body.len() })),
+    )
+        .into_response();
+    resp.extensions_mut().insert(Accepted(n));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_on_newlines_trim_cr_and_skip_blanks() {
+        let got: Vec<&str> = lines("a\r\nb\n\n  \nc").collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(lines("one").count(), 1);
+        assert_eq!(lines("\n\r\n").count(), 0);
+    }
+
+    #[test]
+    fn content_keys_are_stable_and_spread() {
+        assert_eq!(content_key("x"), content_key("x"));
+        assert_ne!(content_key("x"), content_key("y"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The request log (the design's RDS): one row per request — time, client
+//! address, method, path, status, latency, records accepted — in SQLite
+//! (default, `requests.db` in the local data dir) or PostgreSQL (a
+//! `postgres://` URL). Requests hand entries to a bounded channel with
+//! `try_send` and never wait; one writer task inserts them in batches.
+//! When the channel is full the entry is dropped and counted
+//! (`pipehost_request_log_dropped_total`). Each store applies its embedded,
+//! versioned migrations at start, recorded in `schema_migrations`.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::plan::RequestLogPlan;
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub at_ms: i64,
+    pub client: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub latency_us: u64,
+    pub records: u64,
+}
+
+/// A place the writer inserts batches into.
+#[async_trait]
+trait Sink: Send {
+    async fn write(&mut self, batch: &[Entry]) -> Result<(), String>;
+}
+
+/// Rows per insert.
+const BATCH: usize = 1000;
+
+/// The requests' side: cheap to clone, never blocks.
+#[derive(Clone, Default)]
+pub struct RequestLog {
+    tx: Option<mpsc::Sender<Entry>>,
+    /// The last write's error, if it failed.
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl RequestLog {
+    /// Hands an entry to the writer, or drops and counts it when full.
+    pub fn record(&self, e: Entry) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(e).is_err()
+        {
+            metrics::counter!("pipehost_request_log_dropped_total").increment(1);
+        }
+    }
+
+    /// Ok while the last write worked (or nothing is logged).
+    pub fn health(&self) -> Result<(), String> {
+        match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user@host/db`, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens the store (applying migrations) and starts the writer. The
+/// writer ends when every [`RequestLog`] clone is gone, after a last batch.
+pub async fn open(
+    plan: &RequestLogPlan,
+    queue: usize,
+) -> anyhow::Result<(RequestLog, Option<JoinHandle<()>>)> {
+    let plan = match plan {
+        RequestLogPlan::FromEnv { var, base } => match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => RequestLogPlan::from_url(url.trim(), base),
+            _ => {
+                anyhow::bail!("web.request_log.url_env: the environment variable {var} is not set")
+            }
+        },
+        other => other.clone(),
+    };
+    let sink: Box<dyn Sink> = match &plan {
+        RequestLogPlan::Off => return Ok((RequestLog::default(), None)),
+        RequestLogPlan::Sqlite(path) => Box::new(sqlite::SqliteSink::open(path).await?),
+        RequestLogPlan::Postgres(url) => Box::new(postgres::PgSink::connect(url).await?),
+        RequestLogPlan::FromEnv { .. } => unreachable!("resolved above"),
+    };
+    let (tx, rx) = mpsc::channel(queue);
+    let log = RequestLog {
+        tx: Some(tx),
+        last_error: Arc::default(),
+    };
+    let task = tokio::spawn(write_loop(sink, rx, log.last_error.clone()));
+    Ok((log, Some(task)))
+}
+
+async fn write_loop(
+    mut sink: Box<dyn Sink>,
+    mut rx: mpsc::Receiver<Entry>,
+    last_error: Arc<Mutex<Option<String>>>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut failures = 0u64;
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let n = batch.len() as u64;
+        let result = sink.write(&batch).await;
+        batch.clear();
+        match &result {
+            Ok(()) => metrics::counter!("pipehost_request_log_written_total").increment(n),
+            Err(e) => {
+                metrics::counter!("pipehost_request_log_failed_total").increment(n);
+                failures += 1;
+                // The first failure and then one in a hundred.
+                if failures % 100 == 1 {
+                    tracing::warn!(
+                        entries = n,
+                        "request log: write failed, entries dropped: {e}"
+                    );
+                }
+            }
+        }
+        *last_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(redact("postgres://u:pw@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[tokio::test]
+    async fn entries_reach_sqlite_in_batches_and_a_full_channel_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let (log, task) = open(&RequestLogPlan::Sqlite(path.clone()), 4)
+            .await
+            .unwrap();
+        let entry = |i: u64| Entry {
+            at_ms: 1_795_420_800_000 + i as i64,
+            client: "127.0.0.1:5000".into(),
+            method: "POST".into(),
+            path: "/v1/feeds/forex/records".into(),
+            status: 202,
+            latency_us: 120,
+            records: i,
+        };
+        for i in 0..3 {
+            log.record(entry(i));
+        }
+        drop(log);
+        task.unwrap().await.unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let rows: i64 = db
+            .query_row("SELECT COUNT(*) FROM request_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
+        let version: i64 = db
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, sqlite::MIGRATIONS.len() as i64);
+        // Reopening applies nothing twice.
+        let (_log, _task) = open(&RequestLogPlan::Sqlite(path), 4).await.unwrap();
+    }
+}

@@ -1,0 +1,141 @@
+//! The server in-process, with a stream that fails: `/readyz` says 503 and
+//! names it, ingest answers 503 (never 202) and the request log records it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{FeedSet, WebServer};
+use crate::backend::local::{LocalBackend, Names};
+use crate::backend::{
+    BackendError, ProducerMark, ProducerPosition, Result, StoredRecord, Stream, StreamRecord,
+};
+use crate::plan::{RequestLogPlan, SyncMode, WebPlan};
+use crate::runtime::stats::Stats;
+
+/// A stream that fails while `down` is set.
+struct Flaky {
+    inner: Arc<dyn Stream>,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(BackendError::failed("stream", "connection refused (test)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Stream for Flaky {
+    async fn shards(&self) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.shards().await
+    }
+    async fn put(&self, records: Vec<StreamRecord>, mark: Option<ProducerMark>) -> Result<()> {
+        self.check()?;
+        self.inner.put(records, mark).await
+    }
+    async fn producer_position(&self, producer: &str) -> Result<Option<ProducerPosition>> {
+        self.inner.producer_position(producer).await
+    }
+    async fn read(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        self.inner.read(shard, after, limit).await
+    }
+    async fn latest(&self, shard: &str) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.latest(shard).await
+    }
+}
+
+async fn http(addr: std::net::SocketAddr, req: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = Names {
+        stream: "s".into(),
+        shards: 2,
+        queue: "q".into(),
+        dead_letter: "q-dlq".into(),
+        visibility: Duration::from_secs(30),
+        max_receives: 3,
+        bucket: "b".into(),
+        topic: "t".into(),
+        subscribers: vec![],
+    };
+    let mut backend = LocalBackend::open(dir.path(), SyncMode::Normal, &names)
+        .unwrap()
+        .backend();
+    let down = Arc::new(AtomicBool::new(false));
+    backend.stream = Arc::new(Flaky {
+        inner: backend.stream.clone(),
+        down: down.clone(),
+    });
+    // SAFETY: set before the server reads it, in this test's own variable.
+    unsafe { std::env::set_var("PIPEHOST_WEB_UNIT_KEYS", "k") };
+    let plan = WebPlan {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        keys_env: "PIPEHOST_WEB_UNIT_KEYS".into(),
+        keys_file: None,
+        body_limit: 1024,
+        header_limit: 8192,
+        request_timeout: Duration::from_secs(5),
+        max_logs_records: 10,
+        tls: None,
+        request_log: RequestLogPlan::Sqlite(dir.path().join("requests.db")),
+        request_log_queue: 100,
+    };
+    let mut feeds = FeedSet::default();
+    feeds.add("forex", None);
+    let server = WebServer::start(&plan, feeds, backend, Arc::new(Stats::default()))
+        .await
+        .unwrap();
+    let addr = server.addr;
+    let ingest = "POST /v1/feeds/forex/records HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Api-Key: k\r\nContent-Length: 4\r\n\r\nline";
+    let readyz = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    assert_eq!(http(addr, readyz).await.0, 200);
+    assert_eq!(http(addr, ingest).await.0, 202);
+    down.store(true, Ordering::SeqCst);
+    let (status, body) = http(addr, readyz).await;
+    assert_eq!(status, 503, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["ready"], false);
+    assert_eq!(j["checks"]["stream"], "stream: connection refused (test)");
+    assert_eq!(j["checks"]["queue"], "ok");
+    let (status, body) = http(addr, ingest).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("did not store the records (retry)"), "{body}");
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(http(addr, readyz).await.0, 200);
+
+    server.stop().await.unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("requests.db")).unwrap();
+    let statuses: Vec<i64> = db
+        .prepare("SELECT status FROM request_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 202, 503, 503, 200], "stop flushes the log");
+}

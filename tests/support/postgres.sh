@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL server on loopback for the request-log tests.
+#
+#   eval "$(tests/support/postgres.sh start)"   # exports PIPEHOST_TEST_POSTGRES_URL
+#   tests/support/postgres.sh stop              # stops it and removes its files
+#
+# Installs Debian's `postgresql` when missing (root, apt), makes a cluster
+# in a temporary folder owned by the `postgres` user (the server refuses to
+# run as root), starts it on a free loopback port with trust auth, and
+# prints the export line. Everything else goes to stderr. With
+# PIPEHOST_REQUIRE_POSTGRES=1 (CI) a failure is an error; otherwise it
+# prints a warning and nothing to export, and the tests say they skipped.
+set -euo pipefail
+
+state_file="${TMPDIR:-/tmp}/pipehost-test-postgres.$(id -u)"
+
+fail() {
+    echo "postgres.sh: $*" >&2
+    if [[ "${PIPEHOST_REQUIRE_POSTGRES:-}" == 1 ]]; then
+        exit 1
+    fi
+    echo "postgres.sh: the PostgreSQL request-log test will be skipped" >&2
+    exit 0
+}
+
+bin_dir() {
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+    [[ -n "$d" && -x "$d/initdb" ]] && echo "$d"
+}
+
+start() {
+    local bin
+    bin=$(bin_dir || true)
+    if [[ -z "$bin" ]]; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            echo "postgres.sh: installing Debian's postgresql" >&2
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2 \
+                || fail "apt-get install postgresql failed"
+            bin=$(bin_dir || true)
+        fi
+        [[ -n "$bin" ]] || fail "PostgreSQL is not installed (apt-get install postgresql)"
+    fi
+    local run_as=()
+    if [[ $(id -u) -eq 0 ]]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        run_as=(runuser -u postgres --)
+    fi
+    local dir port
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/pipehost-pg.XXXXXX")
+    chmod 755 "$dir"
+    [[ $(id -u) -eq 0 ]] && chown postgres "$dir"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "${run_as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; fail "initdb failed"; }
+    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off" start >&2 \
+        || { cat "$dir/server.log" >&2; fail "the server did not start"; }
+    echo "$bin $dir" >"$state_file"
+    echo "postgres.sh: PostgreSQL on 127.0.0.1:$port (data in $dir)" >&2
+    echo "export PIPEHOST_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop() {
+    [[ -f "$state_file" ]] || return 0
+    local bin dir run_as=()
+    read -r bin dir <"$state_file"
+    [[ $(id -u) -eq 0 ]] && run_as=(runuser -u postgres --)
+    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+    rm -rf "$dir" "$state_file"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
