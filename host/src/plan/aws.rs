@@ -129,12 +129,11 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
         "aws.max_message_bytes",
         SQS_CLASSIC_MESSAGE_BYTES,
     );
-    if let Some(v) = &aws.max_message_bytes
+    if aws.max_message_bytes.is_some()
         && !(1024..=SQS_MAX_MESSAGE_BYTES).contains(&max_message_bytes)
     {
-        let line = c.line(v);
-        c.err(
-            line,
+        c.err_at(
+            aws.max_message_bytes.as_ref(),
             "aws.max_message_bytes",
             format!("{max_message_bytes} bytes: SQS takes 1KiB to 1MiB"),
         );
@@ -146,9 +145,8 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
         Duration::from_secs(1),
     );
     if receive_wait > Duration::from_secs(20) || receive_wait.subsec_nanos() != 0 {
-        let line = aws.receive_wait.as_ref().and_then(|v| c.line(v));
-        c.err(
-            line,
+        c.err_at(
+            aws.receive_wait.as_ref(),
             "aws.receive_wait",
             format!("{receive_wait:?}: SQS long polling takes whole seconds, 1s to 20s"),
         );
@@ -176,9 +174,8 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
 /// SQS takes whole seconds for the visibility timeout, up to 12 hours.
 pub(super) fn check_visibility(c: &mut Checker, v: &Option<Spanned<String>>, d: Duration) {
     if d.subsec_nanos() != 0 || d < Duration::from_secs(1) || d > Duration::from_secs(12 * 3600) {
-        let line = v.as_ref().and_then(|v| c.line(v));
-        c.err(
-            line,
+        c.err_at(
+            v.as_ref(),
             "queue.visibility_timeout",
             format!("{d:?}: SQS takes whole seconds, 1s to 12h"),
         );

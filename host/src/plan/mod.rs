@@ -153,6 +153,12 @@ impl Checker<'_> {
         });
     }
 
+    /// An error at the line of `v` (when given).
+    fn err_at<T>(&mut self, v: Option<&Spanned<T>>, key: &str, message: impl Into<String>) {
+        let line = v.and_then(|v| self.line(v));
+        self.err(line, key, message);
+    }
+
     fn duration(
         &mut self,
         v: &Option<Spanned<String>>,

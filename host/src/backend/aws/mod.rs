@@ -196,6 +196,16 @@ pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     Duration::from_millis(fastrand::u64(ms / 2..=ms))
 }
 
+/// Waits before retry `attempt` of a failed call (100 ms doubling, up to 5 s).
+pub(crate) async fn pause(attempt: u32) {
+    tokio::time::sleep(backoff(
+        attempt,
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    ))
+    .await;
+}
+
 /// Hex SHA-256, for fixed-length, key-safe names.
 pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::{Digest, Sha256};

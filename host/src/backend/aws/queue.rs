@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::{
 };
 use tokio::sync::OnceCell;
 
-use super::{Clients, backoff, code_of, sdk_err, sha256_hex};
+use super::{Clients, backoff, code_of, pause, sdk_err, sha256_hex};
 use crate::backend::{BackendError, Checkpoint, OutMessage, Queue, QueueDepth, Received, Result};
 
 /// The message attribute carrying pipehost's deterministic message id.
@@ -184,12 +184,7 @@ impl AwsQueue {
                             .is_none_or(|r| r.status().is_server_error()) =>
                 {
                     tracing::warn!(queue = %self.name, "SendMessageBatch failed, retrying: {}", aws_sdk_sqs::error::DisplayErrorContext(&e));
-                    tokio::time::sleep(backoff(
-                        attempt,
-                        Duration::from_millis(100),
-                        Duration::from_secs(5),
-                    ))
-                    .await;
+                    pause(attempt).await;
                     attempt += 1;
                     continue;
                 }

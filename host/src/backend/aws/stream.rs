@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use super::{Clients, backoff, code_of, sdk_err, sha256_hex};
+use super::{Clients, backoff, code_of, pause, sdk_err, sha256_hex};
 use crate::backend::{
     BackendError, ProducerMark, ProducerPosition, Result, ShardInfo, StoredRecord, Stream,
     StreamRecord, seq_after,
@@ -219,12 +219,7 @@ impl AwsStream {
                             e,
                         ));
                     }
-                    tokio::time::sleep(backoff(
-                        attempt,
-                        Duration::from_millis(100),
-                        Duration::from_secs(5),
-                    ))
-                    .await;
+                    pause(attempt).await;
                     attempt += 1;
                     continue;
                 }
