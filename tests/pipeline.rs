@@ -365,6 +365,56 @@ fn a_bounded_run_stores_every_record_exactly_once() {
     assert_eq!(audit(&dir.path().join("state")).records, 3000);
 }
 
+/// `--stages` splits the pipeline across processes, as an AWS deployment
+/// does: a producer-only run fills the stream, and a bridge + processor run
+/// stores every record once.
+#[test]
+fn stages_split_across_processes_store_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(dir.path(), "{}", "");
+    let out = run_cmd(
+        &pipeline,
+        &[
+            "--stages",
+            "feeds",
+            "--max-records",
+            "600",
+            "--duration",
+            "3s",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("generated   600 records"), "{stdout}");
+    assert!(stdout.contains("bridged     0 records"), "{stdout}");
+    assert_eq!(stream_rows(&dir.path().join("state")).len(), 600);
+    assert_eq!(
+        count(
+            &dir.path().join("state"),
+            "SELECT COUNT(*) FROM queue_messages"
+        ),
+        0,
+        "no bridge ran"
+    );
+
+    let out = run_cmd(
+        &pipeline,
+        &["--stages", "bridge,processor", "--max-records", "600"],
+    )
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("every generated record processed"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("generated   0 records"), "{stdout}");
+    assert_eq!(audit(&dir.path().join("state")).records, 600);
+}
+
 fn spawn(pipeline: &Path, max: u64) -> Child {
     run_cmd(pipeline, &["--max-records", &max.to_string()])
         .stdout(Stdio::null())

@@ -160,6 +160,7 @@ data_dir = "state"
         status: false,
         watch: true,
         dev: false,
+        stages: Default::default(),
     };
     let _run = rt.spawn(pipehost::runtime::run(Arc::new(plan), opts));
     let db_path = dir.path().join("state").join("pipehost.db");

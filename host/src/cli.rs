@@ -93,6 +93,26 @@ pub struct RunArgs {
     /// plugins, rebuild a changed one for wasm32-wasip2 and swap it in.
     #[arg(long, conflicts_with = "no_watch")]
     pub dev: bool,
+    /// Run only these stages, e.g. `--stages bridge` for the one bridge
+    /// process of an AWS deployment (`feeds` includes the web server).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "feeds,bridge,processor"
+    )]
+    pub stages: Vec<Stage>,
+}
+
+/// A stage of `pipehost run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// The generators' schedules and the web server.
+    Feeds,
+    /// Stream to queue.
+    Bridge,
+    /// Queue to object store and notifications.
+    Processor,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +306,11 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         status: !args.quiet,
         watch: !args.no_watch,
         dev: args.dev,
+        stages: crate::runtime::Stages {
+            feeds: args.stages.contains(&Stage::Feeds),
+            bridge: args.stages.contains(&Stage::Bridge),
+            processor: args.stages.contains(&Stage::Processor),
+        },
     };
     let report = runtime()?.block_on(crate::runtime::run(Arc::new(plan), opts))?;
     let s = &report.stats;

@@ -54,6 +54,29 @@ pub struct RunOptions {
     pub watch: bool,
     /// Also watch the plugins' source crates and rebuild them on change.
     pub dev: bool,
+    /// Which stages this process runs (all by default). On AWS, stages can
+    /// run in separate processes: the feeds and web server in one service,
+    /// the bridge (one instance) in another, processors where convenient.
+    pub stages: Stages,
+}
+
+/// The stages of `pipehost run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    /// The generators' schedules and the web server.
+    pub feeds: bool,
+    pub bridge: bool,
+    pub processor: bool,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Self {
+            feeds: true,
+            bridge: true,
+            processor: true,
+        }
+    }
 }
 
 /// What a run did.
@@ -149,6 +172,8 @@ struct FeedTask {
 }
 
 struct Feeds {
+    /// False when this process runs no feeds (`--stages` without them).
+    enabled: bool,
     tasks: HashMap<String, FeedTask>,
     stream: Arc<dyn backend::Stream>,
     stats: Arc<Stats>,
@@ -157,6 +182,9 @@ struct Feeds {
 
 impl Feeds {
     fn start(&mut self, plan: &Plan, name: &str, cache: &mut PluginCache) -> anyhow::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
         let Some(feed) = plan.feed(name) else {
             return Ok(());
         };
@@ -362,44 +390,53 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let in_flight = Arc::new(processor::InFlight::default());
 
     let mut feeds = Feeds {
+        enabled: true,
         tasks: HashMap::new(),
         stream: backend.stream.clone(),
         stats: stats.clone(),
         budget: budget.clone(),
     };
     let names: Vec<String> = plan.feeds.iter().map(|f| f.name.clone()).collect();
-    for name in &names {
-        feeds.start(&plan, name, &mut cache)?;
+    if opts.stages.feeds {
+        for name in &names {
+            feeds.start(&plan, name, &mut cache)?;
+        }
+    } else {
+        feeds.enabled = false;
     }
     let bridge_live = Arc::new(ArcSwap::from_pointee(bridge_settings(&plan)));
-    let bridge_task = tokio::spawn(bridge::run(
-        bridge_live.clone(),
-        backend.stream.clone(),
-        backend.queue.clone(),
-        stats.clone(),
-        bridge_cancel.clone(),
-    ));
-    let proc_task = tokio::spawn(processor::run(
-        chains.clone(),
-        backend.clone(),
-        processor::ProcessorSettings {
-            workers: plan.workers,
-            receive_batch: plan.receive_batch,
-            visibility: plan.visibility_timeout,
-            receive_wait: match &plan.backend {
-                crate::plan::BackendPlan::Aws(aws) => aws.receive_wait,
-                crate::plan::BackendPlan::Local { .. } => Duration::from_millis(500),
+    let bridge_task = opts.stages.bridge.then(|| {
+        tokio::spawn(bridge::run(
+            bridge_live.clone(),
+            backend.stream.clone(),
+            backend.queue.clone(),
+            stats.clone(),
+            bridge_cancel.clone(),
+        ))
+    });
+    let proc_task = opts.stages.processor.then(|| {
+        tokio::spawn(processor::run(
+            chains.clone(),
+            backend.clone(),
+            processor::ProcessorSettings {
+                workers: plan.workers,
+                receive_batch: plan.receive_batch,
+                visibility: plan.visibility_timeout,
+                receive_wait: match &plan.backend {
+                    crate::plan::BackendPlan::Aws(aws) => aws.receive_wait,
+                    crate::plan::BackendPlan::Local { .. } => Duration::from_millis(500),
+                },
+                layout: process::Layout {
+                    key_template: plan.key_template.clone(),
+                    error_prefix: plan.error_prefix.clone(),
+                    gzip: plan.gzip,
+                },
             },
-            layout: process::Layout {
-                key_template: plan.key_template.clone(),
-                error_prefix: plan.error_prefix.clone(),
-                gzip: plan.gzip,
-            },
-        },
-        stats.clone(),
-        in_flight.clone(),
-        proc_cancel.clone(),
-    ));
+            stats.clone(),
+            in_flight.clone(),
+            proc_cancel.clone(),
+        ))
+    });
 
     // Reload triggers: file changes (debounced) and SIGHUP.
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<admin::ReloadRequest>(64);
@@ -450,7 +487,11 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         }
         None => None,
     };
-    let web = start_web(&plan, &mut cache, &backend, &stats).await?;
+    let web = if opts.stages.feeds {
+        start_web(&plan, &mut cache, &backend, &stats).await?
+    } else {
+        None
+    };
     let dev_cancel = CancellationToken::new();
     let dev_task = opts.dev.then(|| {
         let dir = plan
@@ -516,7 +557,10 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             break;
         }
         feeds.reap().await?;
-        if proc_task.is_finished() || bridge_task.is_finished() {
+        let ended = |t: &Option<tokio::task::JoinHandle<anyhow::Result<()>>>| {
+            t.as_ref().is_some_and(|t| t.is_finished())
+        };
+        if ended(&proc_task) || ended(&bridge_task) {
             break;
         }
         if opts.max_records.is_some()
@@ -560,15 +604,14 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         w.stop().await.context("the web server")?;
     }
     feeds.stop_all().await?;
-    if let Err(e) = backend.stream.flush().await {
-        tracing::warn!(
-            "saving the producers' positions failed (a restart may generate some ticks again): {e}"
-        );
-    }
     bridge_cancel.cancel();
-    bridge_task.await?.context("the bridge failed")?;
+    if let Some(t) = bridge_task {
+        t.await?.context("the bridge failed")?;
+    }
     proc_cancel.cancel();
-    proc_task.await?.context("the processor failed")?;
+    if let Some(t) = proc_task {
+        t.await?.context("the processor failed")?;
+    }
     refresh_gauges(&backend, &stats, true).await;
     status.finish();
     Ok(RunReport {

@@ -38,6 +38,7 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
     let backend = backend::open(&plan).await?;
     let stats = Arc::new(Stats::default());
     let mut feeds = Feeds {
+        enabled: true,
         tasks: HashMap::new(),
         stream: backend.stream.clone(),
         stats: stats.clone(),
