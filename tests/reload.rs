@@ -2,21 +2,23 @@
 //! load loses and doubles nothing; broken files are refused and the old
 //! version keeps serving; live config edits apply, others are refused.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::{audit, count_or_zero, run_cmd, run_to_end, write_pipeline_with};
-use crate::util::{plugin_path, wait_for};
+use crate::util::{Spawned, plugin_path, wait_for};
 
 /// A running `pipehost run` whose stderr lines are collected.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
+struct Running(Spawned);
+
+impl std::ops::Deref for Running {
+    type Target = Spawned;
+    fn deref(&self) -> &Spawned {
+        &self.0
+    }
 }
 
 impl Running {
@@ -26,23 +28,8 @@ impl Running {
 
     fn start_with(pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = run_cmd(pipeline, args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Self { child, stderr }
+        cmd.envs(env.iter().copied());
+        Self(Spawned::spawn(cmd))
     }
 
     fn lines_with(&self, text: &str) -> usize {
@@ -54,21 +41,9 @@ impl Running {
             .count()
     }
 
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
     /// SIGTERM, and the run's summary.
     fn stop(self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = self.child.wait_with_output().unwrap();
+        let (out, _) = self.0.terminate();
         assert!(out.status.success(), "graceful exit: {:?}", out.status);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

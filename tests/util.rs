@@ -130,3 +130,50 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A spawned pipehost whose stderr lines are collected as they arrive.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub stderr: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl Spawned {
+    /// Spawns `cmd` with piped stdout and stderr.
+    pub fn spawn(mut cmd: Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Self { child, stderr }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then what the process left: its output and its stderr log.
+    pub fn terminate(self) -> (Output, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = self.child.wait_with_output().unwrap();
+        let log = self.stderr.lock().unwrap().join("\n");
+        (out, log)
+    }
+}

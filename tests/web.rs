@@ -3,22 +3,21 @@
 //! in SQLite and in a real PostgreSQL, readiness while the stream is
 //! unreachable, and ingested lines processed end to end.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pipeline::{audit, count, write_pipeline, write_pipeline_with};
-use crate::util::{cache_dir, wait_for};
+use crate::util::{Spawned, cache_dir, wait_for};
 
 const KEY: &str = "test-key-1";
 
 /// A `pipehost serve|run` child whose stderr lines are collected.
 struct Server {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
+    proc: Spawned,
     addr: String,
 }
 
@@ -28,33 +27,20 @@ impl Server {
     }
 
     fn start_with(command: &str, pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipehost"))
-            .arg(command)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipehost"));
+        cmd.arg(command)
             .arg(pipeline)
             .args(args)
             .envs(env.iter().copied())
             .env("PIPEHOST_CACHE_DIR", cache_dir())
             .env("WEB_TEST_KEYS", format!("other-key,{KEY}"))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+            .env_remove("RUST_LOG");
         let mut server = Self {
-            child,
-            stderr,
+            proc: Spawned::spawn(cmd),
             addr: String::new(),
         };
         let found = wait_for(Duration::from_secs(120), || {
-            server.find_addr().is_some() || server.child.try_wait().unwrap().is_some()
+            server.find_addr().is_some() || server.proc.child.try_wait().unwrap().is_some()
         });
         server.addr = server
             .find_addr()
@@ -64,28 +50,19 @@ impl Server {
     }
 
     fn find_addr(&self) -> Option<String> {
-        self.stderr.lock().unwrap().iter().find_map(|l| {
+        self.proc.stderr.lock().unwrap().iter().find_map(|l| {
             l.split_once("web server on ")
                 .map(|(_, a)| a.trim().split("://").nth(1).unwrap().to_string())
         })
     }
 
     fn log(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        self.proc.log()
     }
 
     /// SIGTERM; the exit must be clean. Returns stdout.
     fn stop(self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = self.child.wait_with_output().unwrap();
-        let log = self.stderr.lock().unwrap().join("\n");
+        let (out, log) = self.proc.terminate();
         assert!(
             out.status.success(),
             "graceful exit: {:?}\n{log}",
