@@ -24,7 +24,7 @@ use crate::conformance::{self, Conf};
 use crate::pipeline::{StreamRow, audit_records, run_cmd, write_pipeline_with};
 use crate::util::{cache_dir, root, text};
 
-struct Moto {
+pub(crate) struct Moto {
     url: String,
 }
 
@@ -85,7 +85,7 @@ fn start_moto(bin: PathBuf) -> Moto {
 }
 
 /// The run's moto server, or `None` (skipped) when none is installed.
-fn moto() -> Option<&'static Moto> {
+pub(crate) fn moto() -> Option<&'static Moto> {
     MOTO.get_or_init(|| {
         let Some(bin) = moto_binary() else {
             assert!(
@@ -118,7 +118,7 @@ fn test_env() -> [(&'static str, &'static str); 3] {
 }
 
 /// A resource-name prefix of this test's own.
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{tag}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
@@ -138,7 +138,13 @@ producer_mark_interval = "0s"
 }
 
 /// A pipeline named `name` on the aws backend, pointed at moto.
-fn write_aws_pipeline(dir: &Path, name: &str, feeds: &str, extra: &str, moto: &Moto) -> PathBuf {
+pub(crate) fn write_aws_pipeline(
+    dir: &Path,
+    name: &str,
+    feeds: &str,
+    extra: &str,
+    moto: &Moto,
+) -> PathBuf {
     let path = write_pipeline_with(dir, feeds, &format!("{}\n{extra}", aws_section(moto)));
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -154,14 +160,14 @@ fn write_aws_pipeline(dir: &Path, name: &str, feeds: &str, extra: &str, moto: &M
     path
 }
 
-fn pipehost_env(cmd: &mut Command) -> &mut Command {
+pub(crate) fn pipehost_env(cmd: &mut Command) -> &mut Command {
     for (k, v) in test_env() {
         cmd.env(k, v);
     }
     cmd.env_remove("AWS_PROFILE")
 }
 
-fn setup(pipeline: &Path) -> String {
+pub(crate) fn setup(pipeline: &Path) -> String {
     let out = pipehost_env(
         Command::new(env!("CARGO_BIN_EXE_pipehost"))
             .arg("setup")
@@ -179,7 +185,7 @@ fn setup(pipeline: &Path) -> String {
     text(&out.stdout)
 }
 
-async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
+pub(crate) async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&moto.url)
@@ -224,7 +230,7 @@ async fn stream_rows(moto: &Moto, stream: &str) -> Vec<StreamRow> {
 
 /// Every output object of the bucket (gunzipped), by key; pipehost's own
 /// state under `_pipehost/` left out.
-async fn bucket_objects(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
+pub(crate) async fn bucket_objects(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
     let conf = aws_sdk_s3::config::Builder::from(&sdk(moto).await)
         .force_path_style(true)
         .build();
@@ -267,7 +273,7 @@ async fn bucket_objects(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
 }
 
 /// Drains a queue through the SQS API: every message body.
-async fn drain_queue(moto: &Moto, queue: &str) -> Vec<String> {
+pub(crate) async fn drain_queue(moto: &Moto, queue: &str) -> Vec<String> {
     let sqs = aws_sdk_sqs::Client::new(&sdk(moto).await);
     let url = sqs
         .get_queue_url()
@@ -612,4 +618,135 @@ async fn aws_bridge_follows_resharding_parents_first() {
     let objs = bucket_objects(moto, &name).await;
     let audit = audit_records(&rows, &objs, &|| stderr.clone());
     assert_eq!(audit.error_lines, 80, "every record once, as an error line");
+}
+
+/// Creates `infra/data_pipeline.yml` as a stack on the moto server (through
+/// `infra/tests/deploy_moto.py`, which waits for CREATE_COMPLETE, fills in
+/// what moto's CloudFormation skips and checks the settings) and returns
+/// the stack's outputs.
+fn deploy_stack(moto: &Moto, stack: &str, params: &[(&str, String)]) -> serde_json::Value {
+    let mut cmd = Command::new(root().join(".venv/bin/python"));
+    cmd.arg(root().join("infra/tests/deploy_moto.py"))
+        .arg(&moto.url)
+        .args(["--stack-name", stack, "--local-urls", "--timeout", "120"]);
+    for (k, v) in params {
+        cmd.arg("--param").arg(format!("{k}={v}"));
+    }
+    let out = pipehost_env(&mut cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "deploying the CloudFormation stack failed:\n{}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_pipeline_runs_end_to_end_on_the_cloudformation_stack() {
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("cfn");
+    // Names unlike the ones pipehost would derive from pipeline.name: the
+    // run finds the stack's resources only through the variables the
+    // template gives its Lambda function and ECS tasks.
+    let outputs = deploy_stack(
+        moto,
+        &name,
+        &[
+            ("PipelineName", name.clone()),
+            ("StreamName", format!("{name}-stream")),
+            ("QueueName", format!("{name}-work")),
+            ("DeadLetterQueueName", format!("{name}-work-dead")),
+            ("BucketName", format!("{name}-bucket")),
+            ("TopicName", format!("{name}-topic")),
+            ("SubscriberQueueName", format!("{name}-subscriber")),
+            ("SubscriberDatasets", "forex".into()),
+            ("ShardCount", "2".into()),
+            ("MaxReceives", "3".into()),
+        ],
+    );
+    let out = |k: &str| {
+        outputs[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("stack output {k} missing: {outputs}"))
+            .to_string()
+    };
+    let queue_name = |url: String| url.rsplit('/').next().unwrap().to_string();
+    let env = [
+        ("PIPEHOST_STREAM_NAME", out("StreamName")),
+        ("PIPEHOST_QUEUE_NAME", queue_name(out("QueueUrl"))),
+        (
+            "PIPEHOST_DEAD_LETTER_QUEUE_NAME",
+            queue_name(out("DeadLetterQueueUrl")),
+        ),
+        ("PIPEHOST_BUCKET", out("BucketName")),
+        ("PIPEHOST_TOPIC_ARN", out("TopicArn")),
+    ];
+    assert_eq!(env[0].1, format!("{name}-stream"));
+
+    let feeds = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+    let feeds: String = feeds
+        [feeds.find("[feeds.forex]").unwrap()..feeds.find("# --- plumbing").unwrap()]
+        .replace("interval = \"100ms\"", "interval = \"50ms\"")
+        .replace("interval = \"500ms\"", "interval = \"100ms\"")
+        .replace("records = 200", "records = 50");
+    let path = write_aws_pipeline(dir.path(), &name, &feeds, "", moto);
+    let check = pipehost_env(
+        Command::new(env!("CARGO_BIN_EXE_pipehost"))
+            .arg("check")
+            .arg(&path),
+    )
+    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    .output()
+    .unwrap();
+    let shown = text(&check.stdout);
+    assert!(
+        check.status.success() && shown.contains(&format!("{name}-stream")),
+        "pipehost check with the stack's names:\n{shown}{}",
+        text(&check.stderr)
+    );
+
+    let total = 900;
+    let run = pipehost_env(&mut run_cmd(&path, &["--max-records", &total.to_string()]))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = text(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("every generated record processed"),
+        "pipehost run on the stack failed:\n{stdout}\n{}",
+        text(&run.stderr)
+    );
+    // Nothing was created under the names pipehost derives by itself.
+    let rows = stream_rows(moto, &format!("{name}-stream")).await;
+    assert!(
+        rows.len() <= total && rows.len() >= total * 95 / 100,
+        "{} records on the stack's stream of {total} put",
+        rows.len()
+    );
+    let objs = bucket_objects(moto, &format!("{name}-bucket")).await;
+    let audit = audit_records(&rows, &objs, &|| String::new());
+    assert_eq!(audit.records, rows.len());
+    // The stack's subscriber queue gets, through its filter policy, one
+    // notification per forex object and nothing else.
+    let notes = drain_queue(moto, &format!("{name}-subscriber")).await;
+    let forex = objs
+        .keys()
+        .filter(|k| k.starts_with("dataset=forex/"))
+        .count();
+    assert!(forex > 0);
+    assert_eq!(notes.len(), forex, "one notification per forex object");
+    for n in &notes {
+        let env: serde_json::Value = serde_json::from_str(n).unwrap();
+        assert_eq!(
+            env["MessageAttributes"]["dataset"]["Value"], "forex",
+            "{env}"
+        );
+    }
+    eprintln!(
+        "cfn e2e: {} records, {} objects, {} forex notifications",
+        audit.records,
+        objs.len(),
+        notes.len()
+    );
 }

@@ -11,6 +11,7 @@ mod cli;
 mod conformance;
 mod fixtures;
 mod hostile;
+mod lambda;
 mod loading;
 mod pipeline;
 mod reload;

@@ -52,6 +52,14 @@ pub enum Command {
     /// --duration, letting requests in flight finish.
     Serve(ServeArgs),
 
+    /// Run the processing stage as an AWS Lambda function (custom runtime
+    /// `provided.al2023`, behind an SQS event source mapping with
+    /// ReportBatchItemFailures): each invocation parses, transforms, stores
+    /// and notifies its batches and reports exactly the messages that
+    /// failed. Started as `bootstrap` (the name Lambda runs), the binary
+    /// does this without arguments.
+    Lambda(LambdaArgs),
+
     /// Validate a pipeline file and show the plan, without running anything.
     Check(CheckArgs),
 
@@ -123,6 +131,26 @@ pub struct ServeArgs {
     /// Stop after this long, e.g. `30s`, `5m`.
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct LambdaArgs {
+    /// The pipeline file; else `$LAMBDA_TASK_ROOT/pipeline.toml` (the
+    /// deployment package), else `pipeline.toml`.
+    #[arg(env = "PIPEHOST_PIPELINE")]
+    pub pipeline: Option<PathBuf>,
+}
+
+impl LambdaArgs {
+    fn pipeline(&self) -> PathBuf {
+        if let Some(p) = &self.pipeline {
+            return p.clone();
+        }
+        match std::env::var_os("LAMBDA_TASK_ROOT") {
+            Some(root) => PathBuf::from(root).join("pipeline.toml"),
+            None => PathBuf::from("pipeline.toml"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -224,9 +252,23 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// The command line; started under the name `bootstrap` (a Lambda custom
+/// runtime's entry point) without arguments, it is `pipehost lambda`.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let bootstrap = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "bootstrap");
+    if bootstrap && args.len() == 1 {
+        args.push("lambda".into());
+    }
+    args
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
@@ -243,6 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect(args),
         Command::Run(args) => run_pipeline(args),
         Command::Serve(args) => serve(args),
+        Command::Lambda(args) => lambda(args),
         Command::Check(args) => check(args),
         Command::Setup(args) => block_on(setup(args)),
         Command::Ls(args) => block_on(ls(args)),
@@ -376,6 +419,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         s.generated,
         s.ingested
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lambda(args: LambdaArgs) -> anyhow::Result<ExitCode> {
+    crate::runtime::lambda::check_environment()?;
+    let path = args.pipeline();
+    let plan = match load_plan(&path, true) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    runtime()?.block_on(crate::runtime::lambda::run(Arc::new(plan)))?;
     Ok(ExitCode::SUCCESS)
 }
 

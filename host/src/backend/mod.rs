@@ -132,6 +132,13 @@ pub trait Queue: Send + Sync {
     async fn redrive(&self, to: &str) -> Result<usize>;
     /// Messages without receiving them (inspection).
     async fn peek(&self, max: usize) -> Result<Vec<Received>>;
+    /// The body of a message that reached a consumer some other way than
+    /// `receive` (an SQS event delivered to a Lambda function), as
+    /// `receive` would have returned it: a payload the sender stored aside
+    /// (a pointer message) is fetched.
+    async fn resolve_body(&self, body: String) -> Result<String> {
+        Ok(body)
+    }
 }
 
 /// The S3 role.

@@ -286,6 +286,9 @@ pub struct AwsConfig {
     pub receive_wait: Option<Spanned<String>>,
     /// How often a producer's position is saved (it costs one S3 PUT).
     pub producer_mark_interval: Option<Spanned<String>>,
+    /// The topic's ARN, when known (a deployment passes it): saves looking
+    /// the topic up by name, which needs `sns:ListTopics`.
+    pub topic_arn: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +328,53 @@ impl ConfigError {
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Resource names a deployment sets from outside the file: the infra
+/// templates give the Lambda function and the ECS tasks the names of the
+/// resources they created, so one packaged pipeline.toml serves any stack.
+/// Each variable, when set and not empty, wins over the file.
+pub const ENV_OVERRIDES: [(&str, &str); 6] = [
+    ("PIPEHOST_STREAM_NAME", "stream.name"),
+    ("PIPEHOST_QUEUE_NAME", "queue.name"),
+    ("PIPEHOST_DEAD_LETTER_QUEUE_NAME", "queue.dead_letter"),
+    ("PIPEHOST_BUCKET", "store.bucket"),
+    ("PIPEHOST_TOPIC_NAME", "notifications.topic"),
+    (
+        "PIPEHOST_TOPIC_ARN",
+        "aws.topic_arn (and notifications.topic)",
+    ),
+];
+
+/// Applies [`ENV_OVERRIDES`] through `var` (the process environment, or a
+/// map in tests). Returns the variables that were applied.
+pub fn apply_env_overrides(
+    file: &mut PipelineFile,
+    var: impl Fn(&str) -> Option<String>,
+) -> Vec<&'static str> {
+    let mut applied = Vec::new();
+    for (name, _) in ENV_OVERRIDES {
+        let Some(value) = var(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match name {
+            "PIPEHOST_STREAM_NAME" => file.stream.name = Some(value),
+            "PIPEHOST_QUEUE_NAME" => file.queue.name = Some(value),
+            "PIPEHOST_DEAD_LETTER_QUEUE_NAME" => file.queue.dead_letter = Some(value),
+            "PIPEHOST_BUCKET" => file.store.bucket = Some(value),
+            "PIPEHOST_TOPIC_NAME" => file.notifications.topic = Some(value),
+            _ => {
+                // arn:aws:sns:<region>:<account>:<name>
+                if let Some(topic) = value.rsplit(':').next() {
+                    file.notifications.topic = Some(topic.to_string());
+                }
+                file.aws.topic_arn = Some(Spanned::new(0..0, value));
+            }
+        }
+        applied.push(name);
+    }
+    applied
 }
 
 /// Parses a pipeline file's text. `path` is only for messages.

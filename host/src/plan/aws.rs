@@ -40,6 +40,8 @@ pub struct AwsPlan {
     pub max_message_bytes: usize,
     pub receive_wait: Duration,
     pub producer_mark_interval: Duration,
+    /// The topic's ARN when given (`aws.topic_arn`, `PIPEHOST_TOPIC_ARN`).
+    pub topic_arn: Option<String>,
 }
 
 /// SQS's own ceiling on a message (and on a whole SendMessageBatch).
@@ -157,6 +159,17 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
         Duration::from_secs(1),
         Duration::ZERO,
     );
+    let topic_arn = aws.topic_arn.as_ref().map(|a| {
+        let arn = a.get_ref().trim().to_string();
+        if !(arn.starts_with("arn:") && arn.split(':').count() == 6) {
+            c.err_at(
+                Some(a),
+                "aws.topic_arn",
+                format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"),
+            );
+        }
+        arn
+    });
     AwsPlan {
         region: aws.region.clone(),
         profile: aws.profile.clone(),
@@ -168,6 +181,7 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
         max_message_bytes: max_message_bytes.min(SQS_MAX_MESSAGE_BYTES),
         receive_wait: receive_wait.min(Duration::from_secs(20)),
         producer_mark_interval,
+        topic_arn,
     }
 }
 

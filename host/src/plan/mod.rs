@@ -638,7 +638,11 @@ pub fn load(path: &Path) -> Result<Plan, Vec<ConfigError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    let file = config::parse(path, &text).map_err(|e| vec![e])?;
+    let mut file = config::parse(path, &text).map_err(|e| vec![e])?;
+    let applied = config::apply_env_overrides(&mut file, |k| std::env::var(k).ok());
+    if !applied.is_empty() {
+        tracing::info!(file = %path.display(), "resource names from the environment: {}", applied.join(", "));
+    }
     build(path, &text, &file)
 }
 

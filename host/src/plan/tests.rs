@@ -175,3 +175,69 @@ receive_wait = "30s"
     assert_eq!(errs.len(), 5, "{all}");
     assert!(all.contains("whole seconds"), "{all}");
 }
+
+#[test]
+fn resource_names_from_the_environment_win_over_the_file() {
+    let text = GOOD.replace(
+        "name = \"market-data\"",
+        "name = \"market-data\"\nbackend = \"aws\"",
+    ) + "\n[aws]\nregion = \"eu-west-1\"\n";
+    let path = Path::new("conf/pipeline.toml");
+    let mut file = crate::config::parse(path, &text).unwrap();
+    let vars: std::collections::HashMap<&str, &str> = [
+        ("PIPEHOST_STREAM_NAME", "stack-stream"),
+        ("PIPEHOST_QUEUE_NAME", "stack-queue"),
+        ("PIPEHOST_DEAD_LETTER_QUEUE_NAME", "stack-dlq"),
+        ("PIPEHOST_BUCKET", "stack-bucket"),
+        (
+            "PIPEHOST_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:123456789012:stack-topic",
+        ),
+        ("PIPEHOST_TOPIC_NAME", ""),
+    ]
+    .into();
+    let applied =
+        crate::config::apply_env_overrides(&mut file, |k| vars.get(k).map(|v| v.to_string()));
+    assert_eq!(
+        applied.len(),
+        5,
+        "an empty variable is not applied: {applied:?}"
+    );
+    let p = build(path, &text, &file).unwrap();
+    assert_eq!(p.stream_name, "stack-stream");
+    assert_eq!(p.queue_name, "stack-queue");
+    assert_eq!(p.dead_letter_queue, "stack-dlq");
+    assert_eq!(p.bucket, "stack-bucket");
+    assert_eq!(p.topic, "stack-topic");
+    let BackendPlan::Aws(aws) = &p.backend else {
+        panic!("not aws")
+    };
+    assert_eq!(
+        aws.topic_arn.as_deref(),
+        Some("arn:aws:sns:eu-west-1:123456789012:stack-topic")
+    );
+
+    // A name the environment gets wrong is reported like one in the file.
+    let mut file = crate::config::parse(path, &text).unwrap();
+    crate::config::apply_env_overrides(&mut file, |k| {
+        (k == "PIPEHOST_QUEUE_NAME").then(|| "no spaces allowed".to_string())
+    });
+    let errs = build(path, &text, &file).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.to_string().contains("queue.name")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_topic_arn_must_be_an_arn() {
+    let text = GOOD.replace(
+        "name = \"market-data\"",
+        "name = \"market-data\"\nbackend = \"aws\"",
+    ) + "\n[aws]\nregion = \"eu-west-1\"\ntopic_arn = \"stack-topic\"\n";
+    let e = one_error(&text);
+    assert!(
+        e.contains("aws.topic_arn") && e.contains("not an SNS topic ARN"),
+        "{e}"
+    );
+}

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod bridge;
 pub mod dev;
 pub mod feeds;
+pub mod lambda;
 pub mod message;
 pub mod metrics;
 pub mod process;

@@ -84,11 +84,12 @@ fn notification(bucket: &str, obj: &OutputObject, info: &ObjectInfo) -> Notifica
     }
 }
 
-/// Stores a processed batch, notifies, then deletes the message.
-async fn deliver(
+/// Stores a processed batch's objects and publishes one notification per
+/// object. Every key is derived from the batch, so doing it again after a
+/// failure overwrites, and the notifier skips versions it already announced.
+pub async fn store_and_notify(
     backend: &Backend,
-    received: &Received,
-    batch: ProcessedBatch,
+    batch: &ProcessedBatch,
     stats: &Stats,
 ) -> Result<(), String> {
     let bucket = backend.store.bucket().to_string();
@@ -108,20 +109,36 @@ async fn deliver(
             Stats::add(&stats.notifications, 1);
         }
     }
+    Ok(())
+}
+
+/// Counts a batch that is done.
+pub fn count_processed(batch: &ProcessedBatch, stats: &Stats) {
+    Stats::add(&stats.processed, batch.records_in as u64);
+    Stats::add(&stats.events, batch.events_out as u64);
+    Stats::add(&stats.dropped, batch.dropped as u64);
+    Stats::add(&stats.error_records, batch.error_records as u64);
+}
+
+/// Stores a processed batch, notifies, then deletes the message.
+async fn deliver(
+    backend: &Backend,
+    received: &Received,
+    batch: ProcessedBatch,
+    stats: &Stats,
+) -> Result<(), String> {
+    store_and_notify(backend, &batch, stats).await?;
     backend
         .queue
         .delete(std::slice::from_ref(&received.receipt))
         .await
         .map_err(|e| format!("deleting the message: {e}"))?;
-    Stats::add(&stats.processed, batch.records_in as u64);
-    Stats::add(&stats.events, batch.events_out as u64);
-    Stats::add(&stats.dropped, batch.dropped as u64);
-    Stats::add(&stats.error_records, batch.error_records as u64);
+    count_processed(&batch, stats);
     Ok(())
 }
 
 /// A worker's own instances of every feed's chain.
-fn instantiate(chains: &Chains) -> anyhow::Result<HashMap<String, FeedPlugins>> {
+pub fn instantiate(chains: &Chains) -> anyhow::Result<HashMap<String, FeedPlugins>> {
     chains
         .feeds
         .iter()

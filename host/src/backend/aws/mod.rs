@@ -146,7 +146,7 @@ pub async fn open(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Backend> {
     let queue = AwsQueue::new(clients.clone(), &plan.queue_name);
     let dead_letter = AwsQueue::new(clients.clone(), &plan.dead_letter_queue);
     let store = AwsObjectStore::new(clients.clone());
-    let notifier = AwsNotifier::new(clients.clone(), &plan.topic);
+    let notifier = AwsNotifier::new(clients.clone(), &plan.topic, aws.topic_arn.as_deref());
     let opener_clients = clients.clone();
     Ok(Backend {
         stream: Arc::new(stream),

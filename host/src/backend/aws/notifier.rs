@@ -24,15 +24,20 @@ pub struct AwsNotifier {
 const NUMBER_ATTRIBUTES: &[&str] = &["record_count"];
 
 impl AwsNotifier {
-    pub fn new(clients: Arc<Clients>, topic: &str) -> Self {
+    /// `arn`, when known, is used as is; otherwise the topic is looked up
+    /// by name on first use.
+    pub fn new(clients: Arc<Clients>, topic: &str, arn: Option<&str>) -> Self {
         Self {
             clients,
             topic: topic.to_string(),
-            arn: OnceCell::new(),
+            arn: arn
+                .map(|a| OnceCell::from(a.to_string()))
+                .unwrap_or_default(),
         }
     }
 
-    /// The topic's ARN, found by name (ListTopics needs no create rights).
+    /// The topic's ARN, given or found by name (ListTopics needs no create
+    /// rights).
     pub async fn arn(&self) -> Result<&str> {
         self.arn
             .get_or_try_init(|| async {

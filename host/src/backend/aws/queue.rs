@@ -382,6 +382,13 @@ impl Queue for AwsQueue {
             .await
     }
 
+    async fn resolve_body(&self, body: String) -> Result<String> {
+        match parse_pointer(&body) {
+            Some((bucket, key)) => self.fetch_payload(&bucket, &key).await,
+            None => Ok(body),
+        }
+    }
+
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>> {
         self.receive_raw(max, wait, None).await
     }

@@ -1,6 +1,7 @@
 //! A deliberately hostile transform plugin, for the host's tests only.
 //!
-//! The partition key of the first event of a batch picks the misbehaviour:
+//! The partition key of the first event of a batch (in any case, so parsers
+//! that upper-case their keys can route to it) picks the misbehaviour:
 //!
 //! | key     | what the plugin does                                    |
 //! |---------|---------------------------------------------------------|
@@ -39,7 +40,7 @@ impl Guest for Hostile {
     fn transform(batch: Vec<Event>) -> Vec<Outcome> {
         let mode = batch
             .first()
-            .map(|e| e.partition_key.clone())
+            .map(|e| e.partition_key.to_ascii_lowercase())
             .unwrap_or_default();
         match mode.as_str() {
             "loop" => {
