@@ -329,6 +329,15 @@ fn main() {
             ratio,
             if ratio >= 0.6 { ">=0.6 ok" } else { "MISSED" }
         );
+        // For the benchmark report (tests/support/bench_report.py).
+        println!(
+            "BENCH-JSON {{\"section\":\"plugin\",\"feed\":\"{feed}\",\"native_rps\":{:.0},\"wasm_rps\":{:.0},\"native_mbps\":{:.2},\"wasm_mbps\":{:.2},\"ratio\":{:.3}}}",
+            n / native.as_secs_f64(),
+            n / wasm.as_secs_f64(),
+            bytes as f64 / native.as_secs_f64() / 1e6,
+            bytes as f64 / wasm.as_secs_f64() / 1e6,
+            ratio
+        );
     }
     println!();
     println!("wasm time by stage (whole run, best of {reps})");
