@@ -272,18 +272,22 @@ pub(crate) async fn bucket_objects(moto: &Moto, bucket: &str) -> BTreeMap<String
     out
 }
 
-/// Drains a queue through the SQS API: every message body.
-pub(crate) async fn drain_queue(moto: &Moto, queue: &str) -> Vec<String> {
-    let sqs = aws_sdk_sqs::Client::new(&sdk(moto).await);
-    let url = sqs
-        .get_queue_url()
+/// A queue's URL, by name.
+pub(crate) async fn queue_url(sqs: &aws_sdk_sqs::Client, queue: &str) -> String {
+    sqs.get_queue_url()
         .queue_name(queue)
         .send()
         .await
         .unwrap()
         .queue_url()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// Drains a queue through the SQS API: every message body.
+pub(crate) async fn drain_queue(moto: &Moto, queue: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk(moto).await);
+    let url = queue_url(&sqs, queue).await;
     let mut bodies = Vec::new();
     let mut empty = 0;
     while empty < 2 {

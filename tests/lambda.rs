@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::aws::{
-    bucket_objects, drain_queue, moto, pipehost_env, sdk, setup, unique, write_aws_pipeline,
+    bucket_objects, drain_queue, moto, pipehost_env, queue_url, sdk, setup, unique,
+    write_aws_pipeline,
 };
 use crate::util::{Spawned, cache_dir};
 
@@ -279,15 +280,7 @@ transforms = [{ plugin = "hostile" }]
     let conf = sdk(moto).await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let queue = format!("{name}-batches");
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue}");
 
     // Three batches that must succeed (one of them with a malformed line,

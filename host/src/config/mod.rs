@@ -334,16 +334,21 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 /// templates give the Lambda function and the ECS tasks the names of the
 /// resources they created, so one packaged pipeline.toml serves any stack.
 /// Each variable, when set and not empty, wins over the file.
-pub const ENV_OVERRIDES: [(&str, &str); 6] = [
-    ("PIPEHOST_STREAM_NAME", "stream.name"),
-    ("PIPEHOST_QUEUE_NAME", "queue.name"),
-    ("PIPEHOST_DEAD_LETTER_QUEUE_NAME", "queue.dead_letter"),
-    ("PIPEHOST_BUCKET", "store.bucket"),
-    ("PIPEHOST_TOPIC_NAME", "notifications.topic"),
-    (
-        "PIPEHOST_TOPIC_ARN",
-        "aws.topic_arn (and notifications.topic)",
-    ),
+pub const ENV_OVERRIDES: [(&str, fn(&mut PipelineFile, String)); 6] = [
+    ("PIPEHOST_STREAM_NAME", |f, v| f.stream.name = Some(v)),
+    ("PIPEHOST_QUEUE_NAME", |f, v| f.queue.name = Some(v)),
+    ("PIPEHOST_DEAD_LETTER_QUEUE_NAME", |f, v| {
+        f.queue.dead_letter = Some(v)
+    }),
+    ("PIPEHOST_BUCKET", |f, v| f.store.bucket = Some(v)),
+    ("PIPEHOST_TOPIC_NAME", |f, v| {
+        f.notifications.topic = Some(v)
+    }),
+    // arn:aws:sns:<region>:<account>:<name>: the ARN and the topic's name.
+    ("PIPEHOST_TOPIC_ARN", |f, v| {
+        f.notifications.topic = v.rsplit(':').next().map(str::to_string);
+        f.aws.topic_arn = Some(Spanned::new(0..0, v));
+    }),
 ];
 
 /// Applies [`ENV_OVERRIDES`] through `var` (the process environment, or a
@@ -353,26 +358,11 @@ pub fn apply_env_overrides(
     var: impl Fn(&str) -> Option<String>,
 ) -> Vec<&'static str> {
     let mut applied = Vec::new();
-    for (name, _) in ENV_OVERRIDES {
-        let Some(value) = var(name).filter(|v| !v.trim().is_empty()) else {
-            continue;
-        };
-        let value = value.trim().to_string();
-        match name {
-            "PIPEHOST_STREAM_NAME" => file.stream.name = Some(value),
-            "PIPEHOST_QUEUE_NAME" => file.queue.name = Some(value),
-            "PIPEHOST_DEAD_LETTER_QUEUE_NAME" => file.queue.dead_letter = Some(value),
-            "PIPEHOST_BUCKET" => file.store.bucket = Some(value),
-            "PIPEHOST_TOPIC_NAME" => file.notifications.topic = Some(value),
-            _ => {
-                // arn:aws:sns:<region>:<account>:<name>
-                if let Some(topic) = value.rsplit(':').next() {
-                    file.notifications.topic = Some(topic.to_string());
-                }
-                file.aws.topic_arn = Some(Spanned::new(0..0, value));
-            }
+    for (name, apply) in ENV_OVERRIDES {
+        if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
+            apply(file, value.trim().to_string());
+            applied.push(name);
         }
-        applied.push(name);
     }
     applied
 }

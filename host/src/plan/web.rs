@@ -82,9 +82,8 @@ pub(super) fn build(
     let body_limit = c.size(&w.body_limit, "web.body_limit", 1 << 20);
     let header_limit = c.size(&w.header_limit, "web.header_limit", 16 << 10);
     if header_limit < MIN_HEADER_LIMIT {
-        let line = w.header_limit.as_ref().and_then(|h| c.line(h));
-        c.err(
-            line,
+        c.err_at(
+            w.header_limit.as_ref(),
             "web.header_limit",
             format!("{header_limit} bytes is too small: at least 8KiB"),
         );

@@ -58,7 +58,6 @@ impl Function {
     async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline = event.context.deadline();
         let mut response = SqsBatchResponse::default();
-        let mut failed = 0usize;
         let total = event.payload.records.len();
         for (i, m) in event.payload.records.iter().enumerate() {
             let id = m.message_id.clone().unwrap_or_default();
@@ -74,11 +73,9 @@ impl Function {
                 for rest in &event.payload.records[i..] {
                     response.add_failure(rest.message_id.clone().unwrap_or_default());
                 }
-                failed += total - i;
                 break;
             }
             if let Err(e) = self.handle_message(m).await {
-                failed += 1;
                 Stats::add(&self.stats.failed_batches, 1);
                 tracing::warn!(
                     message_id = %id,
@@ -90,7 +87,7 @@ impl Function {
         }
         tracing::info!(
             messages = total,
-            failed,
+            failed = response.batch_item_failures.len(),
             request_id = %event.context.request_id,
             "invocation done"
         );
@@ -152,9 +149,9 @@ pub fn check_environment() -> anyhow::Result<()> {
     }
 }
 
-/// Serves invocations until the runtime stops the process.
+/// Serves invocations until the runtime stops the process. The caller has
+/// checked the environment ([`check_environment`]).
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
-    check_environment()?;
     super::metrics::handle();
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
@@ -174,11 +171,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
     let backend = backend::open(&plan).await?;
     let function = Arc::new(Function {
         backend,
-        layout: Layout {
-            key_template: plan.key_template.clone(),
-            error_prefix: plan.error_prefix.clone(),
-            gzip: plan.gzip,
-        },
+        layout: Layout::of(&plan),
         feeds: Mutex::new(Some(feeds)),
         stats: Stats::default(),
     });

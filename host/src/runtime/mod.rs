@@ -427,11 +427,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                     crate::plan::BackendPlan::Aws(aws) => aws.receive_wait,
                     crate::plan::BackendPlan::Local { .. } => Duration::from_millis(500),
                 },
-                layout: process::Layout {
-                    key_template: plan.key_template.clone(),
-                    error_prefix: plan.error_prefix.clone(),
-                    gzip: plan.gzip,
-                },
+                layout: process::Layout::of(&plan),
             },
             stats.clone(),
             in_flight.clone(),

@@ -94,6 +94,16 @@ pub struct Layout {
     pub gzip: bool,
 }
 
+impl Layout {
+    pub fn of(plan: &crate::plan::Plan) -> Self {
+        Self {
+            key_template: plan.key_template.clone(),
+            error_prefix: plan.error_prefix.clone(),
+            gzip: plan.gzip,
+        }
+    }
+}
+
 /// An event on its way through the chain, with where it came from.
 struct Pending {
     event: Event,
