@@ -21,17 +21,22 @@ use crate::util::{Spawned, cache_dir, wait_for};
 const KEY: &str = "test-key-1";
 
 /// A `pipehost serve|run` child whose stderr lines are collected.
-struct Server {
+pub(crate) struct Server {
     proc: Spawned,
     addr: String,
 }
 
 impl Server {
-    fn start(command: &str, pipeline: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(command: &str, pipeline: &Path, args: &[&str]) -> Self {
         Self::start_with(command, pipeline, args, &[])
     }
 
-    fn start_with(command: &str, pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(
+        command: &str,
+        pipeline: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipehost"));
         cmd.arg(command)
             .arg(pipeline)
@@ -61,12 +66,12 @@ impl Server {
         })
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.proc.log()
     }
 
     /// SIGTERM; the exit must be clean. Returns stdout.
-    fn stop(self) -> String {
+    pub(crate) fn stop(self) -> String {
         let (out, log) = self.proc.terminate();
         assert!(
             out.status.success(),
@@ -80,20 +85,20 @@ impl Server {
         request(&self.addr, "GET", path, &[], b"")
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub(crate) fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         request(&self.addr, "POST", path, headers, body)
     }
 }
 
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub status: u16,
     headers: String,
-    body: String,
+    pub body: String,
 }
 
 impl Response {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
@@ -176,7 +181,7 @@ fn request(
     exchange(s, addr, method, path, headers, body)
 }
 
-fn auth() -> (&'static str, String) {
+pub(crate) fn auth() -> (&'static str, String) {
     ("Authorization", format!("Bearer {KEY}"))
 }
 
@@ -212,11 +217,11 @@ fn stream_records(state: &Path, prefix: &str) -> Vec<(String, String)> {
     out
 }
 
-fn web_section(extra: &str) -> String {
+pub(crate) fn web_section(extra: &str) -> String {
     format!("\n[web]\nlisten = \"127.0.0.1:0\"\nkeys_env = \"WEB_TEST_KEYS\"\n{extra}\n")
 }
 
-fn quote(venue: &str, i: usize) -> String {
+pub(crate) fn quote(venue: &str, i: usize) -> String {
     format!(
         r#"{{"pair":"EUR/USD","bid":1.{:04},"ask":1.{:04},"ts":"2026-11-23T08:00:00.000Z","venue":"{venue}"}}"#,
         1000 + i,
@@ -637,6 +642,7 @@ transforms = [{ plugin = "forex_transform" }]
         [quote("AGG-CORRUPT", 1), quote("AGG-CORRUPT", 2)]
             .iter()
             .map(|l| l.as_bytes()),
+        200,
         aggregate::MAX_RECORD_BYTES,
     )
     .remove(0)

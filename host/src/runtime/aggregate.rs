@@ -129,24 +129,49 @@ fn get_varint(data: &[u8], at: &mut usize) -> Option<usize> {
     None
 }
 
-/// Encodes `lines` (two or more) as one aggregated record.
-fn encode(lines: &[&[u8]], body_bytes: usize) -> Packed {
-    debug_assert!(lines.len() >= 2);
-    let mut data = Vec::with_capacity(HEADER_BYTES + body_bytes);
-    data.extend_from_slice(&MAGIC);
-    data.push(VERSION);
-    data.extend_from_slice(&[0; 4]);
-    data.extend_from_slice(&(lines.len() as u32).to_le_bytes());
-    for l in lines {
-        put_varint(&mut data, l.len());
-        data.extend_from_slice(l);
+/// A record being filled: the header (count and checksum patched at the
+/// end), then the lines.
+struct Filling {
+    data: Vec<u8>,
+    lines: usize,
+}
+
+impl Filling {
+    fn new(capacity: usize) -> Self {
+        let mut data = Vec::with_capacity(capacity.max(HEADER_BYTES + 16));
+        data.extend_from_slice(&MAGIC);
+        data.push(VERSION);
+        data.extend_from_slice(&[0; 8]); // checksum and count, patched
+        Self { data, lines: 0 }
     }
-    let checksum = crc32fast::hash(&data[9..]);
-    data[5..9].copy_from_slice(&checksum.to_le_bytes());
-    Packed {
-        data,
-        lines: lines.len(),
-        checksum,
+
+    fn push(&mut self, line: &[u8]) {
+        put_varint(&mut self.data, line.len());
+        self.data.extend_from_slice(line);
+        self.lines += 1;
+    }
+
+    /// The finished record: an aggregate, or its lone line as is.
+    fn finish(mut self) -> Packed {
+        if self.lines == 1 {
+            let mut at = HEADER_BYTES;
+            get_varint(&self.data, &mut at).expect("written above");
+            let line = self.data.split_off(at);
+            let checksum = crc32fast::hash(&line);
+            return Packed {
+                data: line,
+                lines: 1,
+                checksum,
+            };
+        }
+        self.data[9..13].copy_from_slice(&(self.lines as u32).to_le_bytes());
+        let checksum = crc32fast::hash(&self.data[9..]);
+        self.data[5..9].copy_from_slice(&checksum.to_le_bytes());
+        Packed {
+            data: self.data,
+            lines: self.lines,
+            checksum,
+        }
     }
 }
 
@@ -155,32 +180,29 @@ fn encode(lines: &[&[u8]], body_bytes: usize) -> Packed {
 /// with another, or the last one left) as a plain record. A single line
 /// over `max_bytes` goes alone, as is: the stream decides what to do with
 /// it (Kinesis: the error prefix, naming its size).
-pub fn pack<'a>(lines: impl IntoIterator<Item = &'a [u8]>, max_bytes: usize) -> Vec<Packed> {
+///
+/// `expected` is about how many bytes the lines take (a request body's
+/// length): a record is allocated once at its final size, not grown.
+pub fn pack<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    expected: usize,
+    max_bytes: usize,
+) -> Vec<Packed> {
+    // A length prefix takes no more room than the '\n' it replaces, up to
+    // 127-byte lines; past that one byte more per line of 128 or more.
+    let mut left = HEADER_BYTES + expected + expected / 128;
     let mut out = Vec::new();
-    let mut run: Vec<&[u8]> = Vec::new();
-    let mut run_bytes = 0;
-    let flush = |run: &mut Vec<&[u8]>, run_bytes: &mut usize, out: &mut Vec<Packed>| {
-        match run.len() {
-            0 => {}
-            1 => out.push(Packed {
-                data: run[0].to_vec(),
-                lines: 1,
-                checksum: crc32fast::hash(run[0]),
-            }),
-            _ => out.push(encode(run, *run_bytes)),
-        }
-        run.clear();
-        *run_bytes = 0;
-    };
+    let mut open: Option<Filling> = None;
     for line in lines {
         let size = varint_len(line.len()) + line.len();
-        if !run.is_empty() && HEADER_BYTES + run_bytes + size > max_bytes {
-            flush(&mut run, &mut run_bytes, &mut out);
+        if let Some(f) = open.take_if(|f| f.data.len() + size > max_bytes) {
+            left = left.saturating_sub(f.data.len());
+            out.push(f.finish());
         }
-        run.push(line);
-        run_bytes += size;
+        open.get_or_insert_with(|| Filling::new(left.min(max_bytes)))
+            .push(line);
     }
-    flush(&mut run, &mut run_bytes, &mut out);
+    out.extend(open.map(Filling::finish));
     out
 }
 
@@ -250,7 +272,7 @@ mod tests {
         input.push(Vec::new()); // empty lines survive too
         input.push("é, 漢字 and a \r".as_bytes().to_vec());
         input.push(vec![b'x'; 300]); // a two-byte length
-        let packed = pack(refs(&input), MAX_RECORD_BYTES);
+        let packed = pack(refs(&input), 0, MAX_RECORD_BYTES);
         assert_eq!(packed.len(), 1);
         let p = &packed[0];
         assert!(is_aggregate(&p.data));
@@ -265,19 +287,20 @@ mod tests {
     fn one_line_stays_a_plain_record() {
         let packed = pack(
             [&b"ACME,2026-11-23T08:00:00Z,10.5,100"[..]],
+            34,
             MAX_RECORD_BYTES,
         );
         assert_eq!(packed.len(), 1);
         assert_eq!(packed[0].data, b"ACME,2026-11-23T08:00:00Z,10.5,100");
         assert_eq!(packed[0].lines, 1);
         assert!(!is_aggregate(&packed[0].data));
-        assert!(pack(std::iter::empty(), MAX_RECORD_BYTES).is_empty());
+        assert!(pack(std::iter::empty(), 0, MAX_RECORD_BYTES).is_empty());
     }
 
     #[test]
     fn a_body_past_the_cap_becomes_several_records_in_order() {
         let input = lines(1000, 99); // 100 bytes a line with its length
-        let packed = pack(refs(&input), 10_000);
+        let packed = pack(refs(&input), 100_000, 10_000);
         assert!(packed.iter().all(|p| p.data.len() <= 10_000));
         assert_eq!(
             packed.len(),
@@ -296,12 +319,12 @@ mod tests {
             .collect();
         assert_eq!(back, refs(&input));
         // The last line left over alone is a plain record.
-        let packed = pack(refs(&lines(100, 99)), 100 * 99 + HEADER_BYTES);
+        let packed = pack(refs(&lines(100, 99)), 9_900, 100 * 99 + HEADER_BYTES);
         assert_eq!(packed.iter().map(|p| p.lines).collect::<Vec<_>>(), [99, 1]);
         assert!(!is_aggregate(&packed[1].data));
         // A line too big for any aggregate goes alone, untouched.
         let big = vec![b'b'; 2000];
-        let packed = pack([&b"a"[..], &big, &b"c"[..]], 1000);
+        let packed = pack([&b"a"[..], &big, &b"c"[..]], 2002, 1000);
         assert_eq!(packed.len(), 3);
         assert_eq!(packed[1].data, big);
     }
@@ -326,7 +349,9 @@ mod tests {
 
     #[test]
     fn corrupt_aggregates_give_errors_that_say_what_is_wrong() {
-        let good = pack(refs(&lines(5, 20)), MAX_RECORD_BYTES).remove(0).data;
+        let good = pack(refs(&lines(5, 20)), 100, MAX_RECORD_BYTES)
+            .remove(0)
+            .data;
         let err = |d: &[u8]| decode(d).unwrap_err().to_string();
 
         assert!(err(&good[..8]).contains("shorter than its 13-byte header"));

@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn aggregates_weigh_as_their_lines_and_size_the_next_read() {
         let line = [b'q'; 90];
-        let packed = aggregate::pack(std::iter::repeat_n(&line[..], 100), 1 << 20).remove(0);
+        let packed = aggregate::pack(std::iter::repeat_n(&line[..], 100), 9100, 1 << 20).remove(0);
         let (lines, bytes) = weight(&stored(packed.data.clone()));
         assert_eq!(lines, 100);
         assert!(bytes >= 100 * (90 + 14 + 40), "{bytes}");

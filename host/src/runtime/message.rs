@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn aggregates_travel_as_base64_and_unpack_into_sub_sequences() {
         let lines: [&[u8]; 3] = [b"one", b"two \xff", b"three"];
-        let packed = aggregate::pack(lines, aggregate::MAX_RECORD_BYTES).remove(0);
+        let packed = aggregate::pack(lines, 16, aggregate::MAX_RECORD_BYTES).remove(0);
         let stored = StoredRecord {
             shard: "shard-0001".into(),
             sequence: "00000000000000000042".into(),
