@@ -5,17 +5,19 @@
 //! ~20 ms, ~30% of the writer's time and most of its p99). Here a thread
 //! with its own connection checkpoints instead:
 //!
-//! - woken by a commit (a commit hook on the writing connection), it waits
-//!   [`COALESCE`] so one checkpoint (two fsyncs) covers a few MB, then runs
-//!   a PASSIVE checkpoint, which copies frames while writers go on;
+//! - woken by a commit (a commit hook on the writing connection), it runs
+//!   a PASSIVE checkpoint, which copies frames while writers go on, and
+//!   again as long as commits keep coming. Many small checkpoints keep the
+//!   WAL's unsynced tail, and so each fsync, small: batching them (waiting
+//!   5-25 ms after a wake-up) made the restarts below ~50x slower;
 //! - a WAL is reused from its start only once every frame is copied, which
 //!   under steady writes never happens on its own, so past
-//!   [`RESTART_FRAMES`] it runs a RESTART checkpoint right after a passive
-//!   one, holding the process's writer lock: writers wait, but only for
-//!   the frames of the last moments;
-//! - the writing connection keeps SQLite's auto-checkpoint at
-//!   [`FALLBACK_FRAMES`], which bounds the WAL should this thread fall
-//!   behind.
+//!   [`RESTART_FRAMES`] it catches up with passive passes until one finds
+//!   little new, then runs a RESTART checkpoint holding the process's
+//!   writer lock: writers wait, but only for the frames of that short pass;
+//! - the writing connection keeps SQLite's auto-checkpoint, at four times
+//!   the restart threshold, as a fallback that bounds the WAL should this
+//!   thread fall behind.
 //!
 //! Durability is unchanged: a checkpoint only copies committed frames.
 
@@ -27,12 +29,14 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// How long a commit's wake-up waits for more commits to join the checkpoint.
-pub const COALESCE: Duration = Duration::from_millis(25);
-/// WAL frames (pages) past which the WAL is restarted: 32 MiB of 4 KiB pages.
-pub const RESTART_FRAMES: i64 = 8192;
-/// The writing connection's own auto-checkpoint, a fallback: 128 MiB.
-pub const FALLBACK_FRAMES: i64 = 32768;
+/// WAL frames (pages) past which the WAL is restarted: 128 MiB of 4 KiB
+/// pages. Each restart holds writers for a moment (~1-8 ms measured under
+/// the HTTP benchmark), so not too often.
+pub const RESTART_FRAMES: i64 = 32768;
+/// Passes that may run to catch up before a restart, and what counts as
+/// caught up: a pass that found fewer new frames than this (2 MiB).
+const CATCH_UP_PASSES: usize = 8;
+const CAUGHT_UP_FRAMES: i64 = 512;
 
 /// The checkpoint thread of one database; stopped and joined on drop.
 pub struct Checkpointer {
@@ -50,11 +54,21 @@ impl Checkpointer {
     /// writing connection `writer` (the process's one, behind its lock) to
     /// wake it after each commit.
     pub fn start(path: &Path, writer: &Arc<Mutex<Connection>>) -> anyhow::Result<Self> {
+        Self::start_with(path, writer, RESTART_FRAMES)
+    }
+
+    /// [`Checkpointer::start`] with another restart threshold (tests); the
+    /// writer's own auto-checkpoint is set to four times that.
+    fn start_with(
+        path: &Path,
+        writer: &Arc<Mutex<Connection>>,
+        restart_frames: i64,
+    ) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {} to checkpoint: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         let locked = writer.lock().unwrap_or_else(|p| p.into_inner());
-        locked.pragma_update(None, "wal_autocheckpoint", FALLBACK_FRAMES)?;
+        locked.pragma_update(None, "wal_autocheckpoint", 4 * restart_frames)?;
         let shared = Arc::new(Shared {
             dirty: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -65,7 +79,7 @@ impl Checkpointer {
                 let shared = shared.clone();
                 let writer = writer.clone();
                 let path = path.display().to_string();
-                move || run(&conn, &writer, &shared, &path)
+                move || run(&conn, &writer, &shared, &path, restart_frames)
             })?;
         let (wake, handle) = (shared.clone(), thread.thread().clone());
         locked.commit_hook(Some(move || {
@@ -99,7 +113,13 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
     })
 }
 
-fn run(conn: &Connection, writer: &Mutex<Connection>, shared: &Shared, path: &str) {
+fn run(
+    conn: &Connection,
+    writer: &Mutex<Connection>,
+    shared: &Shared,
+    path: &str,
+    restart_frames: i64,
+) {
     let mut failures = 0u64;
     loop {
         while !shared.dirty.load(Ordering::Acquire) && !shared.stop.load(Ordering::Acquire) {
@@ -108,16 +128,23 @@ fn run(conn: &Connection, writer: &Mutex<Connection>, shared: &Shared, path: &st
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        std::thread::sleep(COALESCE);
         shared.dirty.store(false, Ordering::Release);
-        let result = checkpoint(conn, "PASSIVE").and_then(|(frames, _)| {
-            if frames >= RESTART_FRAMES {
-                // Catch up without holding anyone off, then restart with
-                // the writers' lock held: no write is in progress, so the
-                // restart takes SQLite's write lock at once (a waiting one
-                // would starve behind back-to-back commits) and copies
-                // only what the last passive pass left.
-                checkpoint(conn, "PASSIVE")?;
+        let result = checkpoint(conn, "PASSIVE").and_then(|(frames, mut done)| {
+            if frames >= restart_frames {
+                // Catch up without holding anyone off until a pass finds
+                // little new, then restart with the writers' lock held: no
+                // write is in progress, so the restart takes SQLite's write
+                // lock at once (a waiting one would starve behind
+                // back-to-back commits), and it copies and syncs only what
+                // the last short pass left.
+                for _ in 0..CATCH_UP_PASSES {
+                    let (_, now) = checkpoint(conn, "PASSIVE")?;
+                    let copied = now - done;
+                    done = now;
+                    if copied < CAUGHT_UP_FRAMES {
+                        break;
+                    }
+                }
                 let _writers = writer.lock().unwrap_or_else(|p| p.into_inner());
                 checkpoint(conn, "RESTART")?;
             }
@@ -147,17 +174,19 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (b BLOB NOT NULL)")
             .unwrap();
         let writer = Arc::new(Mutex::new(conn));
-        let cp = Checkpointer::start(&path, &writer).unwrap();
+        // A small threshold: 8 MiB of 4 KiB pages.
+        let restart_frames = 2048;
+        let cp = Checkpointer::start_with(&path, &writer, restart_frames).unwrap();
         let autocheckpoint: i64 = writer
             .lock()
             .unwrap()
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(autocheckpoint, FALLBACK_FRAMES);
+        assert_eq!(autocheckpoint, 4 * restart_frames);
         // Six restart thresholds of writes without a pause: a passive
         // checkpoint alone never catches up, so the WAL would hold all of it.
         let blob = vec![7u8; 64 * 1024];
-        let restart_bytes = RESTART_FRAMES as u64 * 4096;
+        let restart_bytes = restart_frames as u64 * 4096;
         for _ in 0..6 * restart_bytes / blob.len() as u64 {
             // One transaction at a time under the lock, as `Db::call` does.
             writer
