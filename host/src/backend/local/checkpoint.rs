@@ -33,6 +33,8 @@ use rusqlite::Connection;
 /// pages. Each restart holds writers for a moment (~1-8 ms measured under
 /// the HTTP benchmark), so not too often.
 pub const RESTART_FRAMES: i64 = 32768;
+/// How long a restart waits for another process's writers and readers.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
 /// Passes that may run to catch up before a restart, and what counts as
 /// caught up: a pass that found fewer new frames than this (2 MiB).
 const CATCH_UP_PASSES: usize = 8;
@@ -66,7 +68,10 @@ impl Checkpointer {
     ) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {} to checkpoint: {e}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // Only a restart waits (passive checkpoints never do), and it waits
+        // holding this process's writers: for another process sharing the
+        // database (`serve` beside `run`), give up soon and retry later.
+        conn.busy_timeout(RESTART_WAIT)?;
         let locked = writer.lock().unwrap_or_else(|p| p.into_inner());
         locked.pragma_update(None, "wal_autocheckpoint", 4 * restart_frames)?;
         let shared = Arc::new(Shared {
