@@ -2,7 +2,8 @@
 //! address, method, path, status, latency, records accepted — in SQLite
 //! (default, `requests.db` in the local data dir) or PostgreSQL (a
 //! `postgres://` URL). Requests hand entries to a bounded channel with
-//! `try_send` and never wait; one writer task inserts them in batches.
+//! `try_send` and never wait; one writer task inserts them in batches,
+//! at most every 50 ms (`LINGER`) unless a batch is full.
 //! When the channel is full the entry is dropped and counted
 //! (`pipehost_request_log_dropped_total`). Each store applies its embedded,
 //! versioned migrations at start, recorded in `schema_migrations`.
