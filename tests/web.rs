@@ -10,23 +10,33 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::{audit, count, write_pipeline, write_pipeline_with};
+use pipehost::backend::StreamRecord;
+use pipehost::runtime::aggregate;
+
+use crate::pipeline::{
+    audit, count, local_backend, objects, run_to_end, write_pipeline, write_pipeline_with,
+};
 use crate::util::{Spawned, cache_dir, wait_for};
 
 const KEY: &str = "test-key-1";
 
 /// A `pipehost serve|run` child whose stderr lines are collected.
-struct Server {
+pub(crate) struct Server {
     proc: Spawned,
     addr: String,
 }
 
 impl Server {
-    fn start(command: &str, pipeline: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(command: &str, pipeline: &Path, args: &[&str]) -> Self {
         Self::start_with(command, pipeline, args, &[])
     }
 
-    fn start_with(command: &str, pipeline: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(
+        command: &str,
+        pipeline: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipehost"));
         cmd.arg(command)
             .arg(pipeline)
@@ -56,12 +66,12 @@ impl Server {
         })
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.proc.log()
     }
 
     /// SIGTERM; the exit must be clean. Returns stdout.
-    fn stop(self) -> String {
+    pub(crate) fn stop(self) -> String {
         let (out, log) = self.proc.terminate();
         assert!(
             out.status.success(),
@@ -75,20 +85,20 @@ impl Server {
         request(&self.addr, "GET", path, &[], b"")
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub(crate) fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         request(&self.addr, "POST", path, headers, body)
     }
 }
 
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub status: u16,
     headers: String,
-    body: String,
+    pub body: String,
 }
 
 impl Response {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
@@ -171,32 +181,47 @@ fn request(
     exchange(s, addr, method, path, headers, body)
 }
 
-fn auth() -> (&'static str, String) {
+pub(crate) fn auth() -> (&'static str, String) {
     ("Authorization", format!("Bearer {KEY}"))
 }
 
-/// Stream records whose partition key starts with `prefix`: (key, data).
-fn stream_records(state: &Path, prefix: &str) -> Vec<(String, String)> {
+/// Stream records whose partition key starts with `prefix`, as stored:
+/// (key, data), aggregated records whole.
+fn raw_stream_records(state: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let db = rusqlite::Connection::open(state.join("pipehost.db")).unwrap();
     let mut st = db
         .prepare("SELECT partition_key, data FROM stream_records WHERE partition_key LIKE ?1 ORDER BY shard, seq")
         .unwrap();
-    st.query_map([format!("{prefix}%")], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    st.query_map([format!("{prefix}%")], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
-fn web_section(extra: &str) -> String {
+/// The lines on the stream under keys starting with `prefix`: (key, line),
+/// aggregated records unpacked.
+fn stream_records(state: &Path, prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, data) in raw_stream_records(state, prefix) {
+        let lines = if aggregate::is_aggregate(&data) {
+            aggregate::decode(&data).unwrap()
+        } else {
+            vec![&data[..]]
+        };
+        out.extend(
+            lines
+                .into_iter()
+                .map(|l| (key.clone(), String::from_utf8_lossy(l).into_owned())),
+        );
+    }
+    out
+}
+
+pub(crate) fn web_section(extra: &str) -> String {
     format!("\n[web]\nlisten = \"127.0.0.1:0\"\nkeys_env = \"WEB_TEST_KEYS\"\n{extra}\n")
 }
 
-fn quote(venue: &str, i: usize) -> String {
+pub(crate) fn quote(venue: &str, i: usize) -> String {
     format!(
         r#"{{"pair":"EUR/USD","bid":1.{:04},"ask":1.{:04},"ts":"2026-11-23T08:00:00.000Z","venue":"{venue}"}}"#,
         1000 + i,
@@ -248,6 +273,14 @@ fn serve_answers_every_route_and_every_error_status() {
         .map(|(_, d)| d)
         .collect();
     assert_eq!(stored, [1, 2, 3].map(|i| quote("WEB-A", i)));
+    // (The forex generator writes plain records under the same key.)
+    let raw = raw_stream_records(&state, "forex:EUR/USD");
+    let aggregated: Vec<_> = raw
+        .iter()
+        .filter(|(_, d)| aggregate::is_aggregate(d))
+        .collect();
+    assert_eq!(aggregated.len(), 1, "one aggregated record for the request");
+    assert_eq!(aggregate::lines_in(&aggregated[0].1), 3);
     // ?key= and X-Api-Key; without a key the lines spread by content.
     let r = server.post(
         "/v1/feeds/stock/records?key=ACME",
@@ -255,17 +288,26 @@ fn serve_answers_every_route_and_every_error_status() {
         b"ACME,2026-11-23T08:00:00Z,10.5,100",
     );
     assert_eq!((r.status, r.json()["accepted"].clone()), (202, 1.into()));
-    assert_eq!(stream_records(&state, "stock:ACME").len(), 1);
-    let many: String = (0..40).map(|i| quote("SPREAD", i) + "\n").collect();
-    let r = server.post("/v1/feeds/forex/records", &auth, many.as_bytes());
-    assert_eq!(r.status, 202, "{}", r.body);
+    let raw = raw_stream_records(&state, "stock:ACME");
+    assert_eq!(raw.len(), 1);
+    assert_eq!(
+        raw[0].1, b"ACME,2026-11-23T08:00:00Z,10.5,100",
+        "a lone line stays a plain record"
+    );
+    for request in 0..8 {
+        let many: String = (0..5)
+            .map(|i| quote("SPREAD", request * 5 + i) + "\n")
+            .collect();
+        let r = server.post("/v1/feeds/forex/records", &auth, many.as_bytes());
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
     let spread: Vec<_> = stream_records(&state, "forex:")
         .into_iter()
         .filter(|(_, d)| d.contains("SPREAD"))
         .collect();
     assert_eq!(spread.len(), 40);
     let keys: std::collections::BTreeSet<_> = spread.iter().map(|(k, _)| k.clone()).collect();
-    assert_eq!(keys.len(), 40, "content-derived keys differ per line");
+    assert_eq!(keys.len(), 8, "content-derived keys differ per request");
 
     // Bad input: 400 naming the problem.
     let r = server.post("/v1/feeds/crypto/records", &auth, b"x");
@@ -474,16 +516,18 @@ transforms = [{ plugin = "forex_transform" }]
         );
         sent += n;
     }
+    // Every line stored (one event or one error line each), and nothing
+    // left in the queue. (Requests land on different shards, whose batches
+    // close at different times: some stored objects alone prove nothing.)
+    let stored = || -> usize { objects(&state).values().map(|b| b.lines().count()).sum() };
     assert!(
-        wait_for(Duration::from_secs(60), || count(
-            &state,
-            "SELECT COUNT(*) FROM notifications"
-        ) > 0
+        wait_for(Duration::from_secs(60), || stored() == sent
             && count(
                 &state,
                 "SELECT COUNT(*) FROM queue_messages WHERE queue = 'e2e-batches'"
             ) == 0),
-        "{}",
+        "{} of {sent} lines stored\n{}",
+        stored(),
         server.log()
     );
     let summary = server.stop();
@@ -526,6 +570,141 @@ transforms = [{ plugin = "forex_transform" }]
         String::from_utf8_lossy(&out.stderr).contains("needs a [web] section"),
         "{out:?}"
     );
+}
+
+#[test]
+fn ingested_requests_are_aggregated_and_every_line_is_processed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let feeds = r#"
+[feeds.forex]
+parser = { plugin = "forex_parser" }
+transforms = [{ plugin = "forex_transform" }]
+"#;
+    let pipeline = write_pipeline_with(dir.path(), feeds, &web_section("body_limit = \"3MiB\""));
+    let server = Server::start("serve", &pipeline, &[]);
+    let (k, v) = auth();
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut all = vec![(k, v.as_str())];
+        all.extend_from_slice(headers);
+        let r = server.post("/v1/feeds/forex/records", &all, body.as_bytes());
+        assert_eq!(r.status, 202, "{}", r.body);
+        r.json()["accepted"].as_u64().unwrap() as usize
+    };
+    let mut lines = 0;
+    // 100 lines under one key, the 38th (index 37) malformed.
+    let body: String = (0..100)
+        .map(|i| match i {
+            37 => "not a quote, line 37\n".to_string(),
+            _ => quote("AGG-KEYED", i) + "\n",
+        })
+        .collect();
+    lines += post(&[("X-Partition-Key", "EUR/USD")], &body);
+    // Requests keyed by their content.
+    for request in 0..5 {
+        let body: String = (0..50)
+            .map(|i| quote("AGG-SPREAD", request * 50 + i) + "\n")
+            .collect();
+        lines += post(&[], &body);
+    }
+    // A body past the 1 MiB record cap: several aggregated records.
+    // (Indices wrap before quote() would write a crossed quote.)
+    let big: String = (0..12_000)
+        .map(|i| quote("AGG-BIG", i % 8000) + "\n")
+        .collect();
+    assert!(big.len() > 1 << 20);
+    lines += post(&[("X-Partition-Key", "big")], &big);
+    // A lone line.
+    lines += post(&[], &quote("AGG-ONE", 1));
+    assert_eq!(lines, 100 + 250 + 12_000 + 1);
+    server.stop();
+
+    let keyed = raw_stream_records(&state, "forex:EUR/USD");
+    assert_eq!(keyed.len(), 1, "one stream record for the request");
+    assert_eq!(aggregate::lines_in(&keyed[0].1), 100);
+    let big_records = raw_stream_records(&state, "forex:big");
+    assert_eq!(
+        big_records.len(),
+        2,
+        "12,000 lines of ~95 bytes: two records"
+    );
+    assert!(
+        big_records
+            .iter()
+            .all(|(_, d)| aggregate::is_aggregate(d) && d.len() <= aggregate::MAX_RECORD_BYTES)
+    );
+    assert_eq!(
+        raw_stream_records(&state, "forex:").len(),
+        1 + 5 + 2 + 1,
+        "a record per request (two for the big one)"
+    );
+
+    // A corrupt aggregate on the stream (a flipped bit) must not be lost.
+    let mut corrupt = aggregate::pack(
+        [quote("AGG-CORRUPT", 1), quote("AGG-CORRUPT", 2)]
+            .iter()
+            .map(|l| l.as_bytes()),
+        200,
+        aggregate::MAX_RECORD_BYTES,
+    )
+    .remove(0)
+    .data;
+    *corrupt.last_mut().unwrap() ^= 0x20;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        local_backend(&state)
+            .stream
+            .put(
+                vec![StreamRecord {
+                    partition_key: "forex:corrupt".into(),
+                    data: corrupt.clone(),
+                }],
+                None,
+            )
+            .await
+            .unwrap()
+    });
+
+    // The rest of the pipeline, to the end of what is on the stream.
+    let stdout = run_to_end(&pipeline, 0);
+    assert!(
+        stdout.contains(&format!("processed   {} records", lines + 2)),
+        "every line, and the corrupt aggregate as the two its header claims: {stdout}"
+    );
+    let a = audit(&state);
+    assert_eq!(a.records, lines + 1, "{a:?}");
+    assert_eq!(a.error_lines, 2, "{a:?}");
+    assert_eq!(a.events, lines - 1, "{a:?}");
+
+    let errors: Vec<serde_json::Value> = objects(&state)
+        .iter()
+        .filter(|(k, _)| k.starts_with("errors/"))
+        .flat_map(|(_, body)| {
+            body.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let bad = errors
+        .iter()
+        .find(|e| e["stage"] == "parse")
+        .expect("the malformed line");
+    assert_eq!(bad["data"], "not a quote, line 37");
+    assert_eq!(bad["partition_key"], "EUR/USD");
+    let seq = bad["sequence"].as_str().unwrap();
+    let (record, sub) = seq.split_once(':').expect("a sub-sequence");
+    assert_eq!(sub, "37", "{bad}");
+    assert_eq!(record.len(), 20, "the stream record's sequence: {bad}");
+    let unpack = errors
+        .iter()
+        .find(|e| e["stage"] == "unpack")
+        .expect("the corrupt aggregate");
+    assert!(
+        unpack["reason"].as_str().unwrap().contains("checksum"),
+        "{unpack}"
+    );
+    assert!(unpack["sequence"].as_str().unwrap().find(':').is_none());
+    assert_eq!(unpack["partition_key"], "corrupt");
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP ingest load test: `pipehost serve` on loopback, wrk POSTing
 # 100-line forex bodies to /v1/feeds/forex/records with an API key.
-# Prints sustained requests/s and p99 latency against the target
-# (>= 20k requests/s, p99 < 20 ms). Run through `./x bench-web`.
+# Prints sustained requests/s, lines/s and p99 latency against the target
+# (>= 20k requests/s, p99 < 20 ms), and where the producer's time went.
+# Run through `./x bench-web`.
 #
 #   tests/support/bench-web.sh [--quick] [--debug] [--duration 20s] [--connections 64]
 set -euo pipefail
@@ -107,13 +108,25 @@ p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
 non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk.out")
 metrics=$(curl -s "http://$addr/metrics" 2>/dev/null || python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://$addr/metrics').read().decode())")
 ingested=$(echo "$metrics" | awk '$1 == "pipehost_records_ingested_total" {print $2}')
+records=$(echo "$metrics" | awk '$1 == "pipehost_ingest_commit_records_sum" {print $2}')
 commits=$(echo "$metrics" | awk '$1 == "pipehost_ingest_commit_records_count" {print $2}')
 commit_secs=$(echo "$metrics" | awk '$1 == "pipehost_ingest_commit_seconds_sum" {print $2}')
+# Commits slower than 10 ms (the histogram's bucket counts, cumulative).
+slow=$(echo "$metrics" | awk -v total="${commits:-0}" '$1 == "pipehost_ingest_commit_seconds_bucket{le=\"0.01\"}" {print total - $2}')
+# The server's own view: p99 of the ingest route's latency (handler and
+# layers, without the client or the kernel), from the histogram buckets.
+server_p99=$(echo "$metrics" | python3 -c '
+import re, sys
+b = [(float(m.group(1)), float(m.group(2))) for m in (re.match(r"pipehost_http_request_seconds_bucket\{route=\"/v1/feeds/\{feed\}/records\",le=\"([0-9.e+-]+)\"\} ([0-9.]+)", l) for l in sys.stdin) if m]
+total = max((n for _, n in b), default=0)
+print(next((f"<= {le * 1000:g} ms" for le, n in sorted(b) if n >= 0.99 * total), "?") if total else "?")' || echo "?")
 echo
-echo "requests/s: $rps   p99: $p99   non-2xx: ${non2xx:-0}   records stored: $ingested in $commits commits"
+echo "requests/s: $rps   lines/s: $(python3 -c "print(f'{float(\"$rps\") * 100:.0f}')")   p99: $p99   non-2xx: ${non2xx:-0}"
+echo "server-side p99 (access layer, histogram bucket): $server_p99"
+echo "lines stored: $ingested as $records stream records (aggregated, one per request) in $commits commits"
 # Where the time goes: the one writer's share of the run spent in stream.put.
-python3 -c "import sys; n, c, s = map(float, sys.argv[1:4]); print(f'group commits: {n/c:.0f} records each, {s:.1f}s in stream.put ({n/s:.0f} records/s while committing)')" \
-    "${ingested:-0}" "${commits:-1}" "${commit_secs:-1}" || true
+python3 -c "import sys; r, c, s, slow = map(float, sys.argv[1:5]); print(f'group commits: {r/c:.1f} records each, {s:.1f}s in stream.put ({r/s:.0f} records/s while committing), {slow:.0f} commits over 10 ms')" \
+    "${records:-0}" "${commits:-1}" "${commit_secs:-1}" "${slow:-0}" || true
 python3 - "$rps" "$p99" "${non2xx:-0}" "$quick" <<'PY'
 import sys
 rps, p99, bad, quick = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"

@@ -5,6 +5,12 @@
 //! checkpoint, which makes its id — and every object key derived from it —
 //! a function of the stream alone.
 //!
+//! An aggregated record (many ingested lines in one stream record, see
+//! [`super::aggregate`]) is forwarded whole — checkpoints and batch ids stay
+//! at stream-record granularity — but counts as its lines for the rollover
+//! bounds and the `bridged` counter, so batches hold about as many lines
+//! as they would unaggregated.
+//!
 //! Resharding: [`run`] lists the shards with their parents now and then and
 //! starts a task for each new one; a child waits until all its parents are
 //! drained (checkpoint [`SHARD_END`]), so one key's records stay in order.
@@ -15,6 +21,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
+use super::aggregate;
 use super::message::{BatchMessage, MessageRecord, VERSION};
 use super::stats::Stats;
 use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream};
@@ -35,8 +42,57 @@ pub struct BridgeSettings {
 
 struct Open {
     records: Vec<StoredRecord>,
+    /// Lines in `records` (an aggregated record holds many).
+    lines: usize,
     bytes: usize,
     since: Instant,
+}
+
+/// Sizes the next read from the records of the last one, so a read of
+/// aggregated records (up to 1 MiB and thousands of lines each) asks for
+/// about what fits the open batch rather than `rollover.records` records.
+struct ReadSize {
+    lines_per_record: usize,
+    bytes_per_record: usize,
+}
+
+impl ReadSize {
+    /// Until a read says otherwise, records are taken for 64 KiB each: a
+    /// first read of large aggregates stays small, one of plain lines
+    /// grows to full size at the next read.
+    const FIRST_GUESS_BYTES: usize = 64 * 1024;
+
+    fn new() -> Self {
+        Self {
+            lines_per_record: 1,
+            bytes_per_record: Self::FIRST_GUESS_BYTES,
+        }
+    }
+
+    /// Records to ask for: what the open batch still has room for, in
+    /// lines and in bytes, at least one.
+    fn room(&self, open: &Open, r: &Rollover) -> usize {
+        let lines = r.records.saturating_sub(open.lines) / self.lines_per_record;
+        let bytes = r.bytes.saturating_sub(open.bytes) / self.bytes_per_record;
+        lines.min(bytes).clamp(1, 10_000)
+    }
+
+    fn learn(&mut self, records: usize, lines: usize, bytes: usize) {
+        if records > 0 {
+            self.lines_per_record = lines.div_ceil(records).max(1);
+            self.bytes_per_record = bytes.div_ceil(records).max(1);
+        }
+    }
+}
+
+/// What a stream record weighs against the rollover bounds: its lines, and
+/// the bytes it would take as that many plain records in a message.
+fn weight(rec: &StoredRecord) -> (usize, usize) {
+    let lines = aggregate::lines_in(&rec.data);
+    (
+        lines,
+        rec.data.len() + (rec.partition_key.len() + 40) * lines,
+    )
 }
 
 async fn flush(
@@ -89,9 +145,10 @@ async fn flush(
             }
         }
     }
-    Stats::add(&stats.bridged, open.records.len() as u64);
+    Stats::add(&stats.bridged, open.lines as u64);
     Stats::add(&stats.messages, 1);
     open.records.clear();
+    open.lines = 0;
     open.bytes = 0;
     true
 }
@@ -221,9 +278,11 @@ pub async fn run_shard(
     }
     let mut open = Open {
         records: Vec::new(),
+        lines: 0,
         bytes: 0,
         since: Instant::now(),
     };
+    let mut read_size = ReadSize::new();
     loop {
         // Rollover bounds and the poll interval can change live.
         let settings = live.load_full();
@@ -232,10 +291,7 @@ pub async fn run_shard(
             flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
             return Ok(());
         }
-        let room = r
-            .records
-            .saturating_sub(open.records.len())
-            .clamp(1, 10_000);
+        let room = read_size.room(&open, r);
         let records = match stream.read(&shard, read_pos.as_deref(), room).await {
             Ok(r) => r,
             Err(e) => {
@@ -245,17 +301,22 @@ pub async fn run_shard(
             }
         };
         let idle = records.is_empty();
+        let (n, mut read_lines, mut read_bytes) = (records.len(), 0, 0);
         for rec in records {
             if open.records.is_empty() {
                 open.since = Instant::now();
             }
             read_pos = Some(rec.sequence.clone());
-            open.bytes += rec.data.len() + rec.partition_key.len() + 40;
+            let (lines, bytes) = weight(&rec);
+            (read_lines, read_bytes) = (read_lines + lines, read_bytes + bytes);
+            open.lines += lines;
+            open.bytes += bytes;
             open.records.push(rec);
-            if open.records.len() >= r.records || open.bytes >= r.bytes {
+            if open.lines >= r.records || open.bytes >= r.bytes {
                 flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
             }
         }
+        read_size.learn(n, read_lines, read_bytes);
         if !open.records.is_empty() && open.since.elapsed() >= r.age {
             flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
         }
@@ -292,5 +353,59 @@ pub async fn run_shard(
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(data: Vec<u8>) -> StoredRecord {
+        StoredRecord {
+            shard: "shard-0000".into(),
+            sequence: "1".into(),
+            partition_key: "forex:0123abcd".into(),
+            data,
+            arrival_ms: 0,
+        }
+    }
+
+    #[test]
+    fn aggregates_weigh_as_their_lines_and_size_the_next_read() {
+        let line = [b'q'; 90];
+        let packed = aggregate::pack(std::iter::repeat_n(&line[..], 100), 9100, 1 << 20).remove(0);
+        let (lines, bytes) = weight(&stored(packed.data.clone()));
+        assert_eq!(lines, 100);
+        assert!(bytes >= 100 * (90 + 14 + 40), "{bytes}");
+        assert_eq!(weight(&stored(line.to_vec())), (1, 90 + 14 + 40));
+
+        let rollover = Rollover {
+            records: 5000,
+            bytes: 4 << 20,
+            age: Duration::from_secs(1),
+        };
+        let mut open = Open {
+            records: Vec::new(),
+            lines: 0,
+            bytes: 0,
+            since: Instant::now(),
+        };
+        let mut size = ReadSize::new();
+        assert_eq!(size.room(&open, &rollover), 64, "a cautious first read");
+        size.learn(10, 1000, 10 * bytes);
+        assert_eq!(
+            size.room(&open, &rollover),
+            50,
+            "5000 lines at 100 a record"
+        );
+        open.lines = 4990;
+        assert_eq!(size.room(&open, &rollover), 1, "always at least one");
+        size.learn(100, 100, 100 * 144);
+        open.lines = 0;
+        assert_eq!(
+            size.room(&open, &rollover),
+            5000,
+            "plain lines: the record bound"
+        );
     }
 }

@@ -1,10 +1,15 @@
 //! The queue message the bridge sends: one batch of stream records from
 //! one shard, `[first_seq, last_seq]`. Its id is derived from the batch's
 //! start, so everything downstream can be keyed deterministically.
+//!
+//! The message carries stream records as they are on the stream, aggregated
+//! ones included (base64, like any binary payload); [`MessageRecord::unpack`]
+//! turns an aggregate back into one record per line for the processor.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::aggregate;
 use crate::backend::StoredRecord;
 
 pub const VERSION: u32 = 1;
@@ -64,6 +69,48 @@ impl MessageRecord {
                 self.seq
             )),
         }
+    }
+
+    /// The records this one stands for when it is an aggregate: one per
+    /// line, each with the sub-sequence `<seq>:<i>` (`i` from 0) and this
+    /// record's partition key and arrival time. `Ok(None)` for a plain
+    /// record (text never is an aggregate: the magic is not UTF-8); an
+    /// aggregate that cannot be read is an error naming the record.
+    pub fn unpack(&self) -> Result<Option<Vec<MessageRecord>>, String> {
+        if self.data.is_some() {
+            return Ok(None);
+        }
+        // Undecodable base64 is not ours to report here: the processor
+        // reports it as it does for any record.
+        let Ok(bytes) = self.bytes() else {
+            return Ok(None);
+        };
+        if !aggregate::is_aggregate(&bytes) {
+            return Ok(None);
+        }
+        let lines = aggregate::decode(&bytes).map_err(|e| format!("record {}: {e}", self.seq))?;
+        Ok(Some(
+            lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| {
+                    let (data, b64) = match std::str::from_utf8(line) {
+                        Ok(s) => (Some(s.to_string()), None),
+                        Err(_) => (
+                            None,
+                            Some(base64::engine::general_purpose::STANDARD.encode(line)),
+                        ),
+                    };
+                    MessageRecord {
+                        seq: format!("{}:{i}", self.seq),
+                        key: self.key.clone(),
+                        t: self.t,
+                        data,
+                        b64,
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// `(feed, key)` from the stream partition key `<feed>:<key>`.
@@ -139,5 +186,70 @@ mod tests {
         assert_eq!(back.records[1].bytes().unwrap(), vec![0xff, 0x00, 0xfe]);
         assert_eq!(back.records[0].feed_and_key(), ("forex", "EUR/USD"));
         assert!(BatchMessage::decode("{not json").is_err());
+    }
+
+    #[test]
+    fn aggregates_travel_as_base64_and_unpack_into_sub_sequences() {
+        let lines: [&[u8]; 3] = [b"one", b"two \xff", b"three"];
+        let packed = aggregate::pack(lines, 16, aggregate::MAX_RECORD_BYTES).remove(0);
+        let stored = StoredRecord {
+            shard: "shard-0001".into(),
+            sequence: "00000000000000000042".into(),
+            partition_key: "forex:1a2b3c4d".into(),
+            data: packed.data,
+            arrival_ms: 7,
+        };
+        let m = BatchMessage {
+            v: VERSION,
+            stream: "s".into(),
+            shard: "shard-0001".into(),
+            first_seq: stored.sequence.clone(),
+            last_seq: stored.sequence.clone(),
+            records: vec![MessageRecord::from_stored(&stored)],
+        };
+        let r = &BatchMessage::decode(&m.encode()).unwrap().records[0];
+        assert!(r.data.is_none() && r.b64.is_some(), "binary: base64");
+        let subs = r.unpack().unwrap().expect("an aggregate");
+        let seqs: Vec<&str> = subs.iter().map(|s| s.seq.as_str()).collect();
+        assert_eq!(
+            seqs,
+            [
+                "00000000000000000042:0",
+                "00000000000000000042:1",
+                "00000000000000000042:2"
+            ]
+        );
+        assert!(subs.iter().all(|s| s.key == r.key && s.t == 7));
+        assert_eq!(subs[0].data.as_deref(), Some("one"));
+        assert_eq!(
+            subs[1].bytes().unwrap(),
+            b"two \xff",
+            "a non-UTF-8 line stays bytes"
+        );
+        assert_eq!(subs[2].data.as_deref(), Some("three"));
+
+        // Plain records, text or binary, are left alone.
+        let plain = MessageRecord::from_stored(&StoredRecord {
+            data: b"plain".to_vec(),
+            ..stored.clone()
+        });
+        assert_eq!(plain.unpack(), Ok(None));
+        let binary = MessageRecord::from_stored(&StoredRecord {
+            data: vec![0xff, 0],
+            ..stored.clone()
+        });
+        assert_eq!(binary.unpack(), Ok(None));
+        // A corrupt aggregate names the record and what is wrong.
+        let mut bad = stored.data.clone();
+        bad.truncate(bad.len() - 1);
+        let bad = MessageRecord::from_stored(&StoredRecord {
+            data: bad,
+            ..stored
+        });
+        let e = bad.unpack().unwrap_err();
+        assert!(
+            e.starts_with("record 00000000000000000042: aggregated record is corrupt: checksum"),
+            "{e}"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! records were generated and every one of them has left the queue.
 
 pub mod admin;
+pub mod aggregate;
 pub mod bridge;
 pub mod dev;
 pub mod feeds;

@@ -1,14 +1,22 @@
-//! The processing step (the Lambda role), for one batch message: route each
-//! record to its feed, parse, run the transform chain, and lay the result
-//! out as objects — events as JSON Lines under keys derived from their
-//! input, rejected records under the error prefix with the reason, the
+//! The processing step (the Lambda role), for one batch message: unpack
+//! aggregated records into one record per line (sub-sequence `<seq>:<i>`),
+//! route each record to its feed, parse, run the transform chain, and lay
+//! the result out as objects — events as JSON Lines under keys derived from
+//! their input, rejected records under the error prefix with the reason, the
 //! plugin, its version and the original bytes.
+//!
+//! Unpacking happens here, not in the bridge, so the queue message carries
+//! the stream's records as they are (compact: one base64 payload per
+//! aggregate instead of a JSON record per line), the batch stays
+//! `[first_seq, last_seq]` of whole stream records, and a corrupt aggregate
+//! is reported like any other bad record: under the error prefix, raw.
 //!
 //! Plain synchronous code: a worker owns its plugin instances and calls
 //! this on a blocking thread. A plugin call failure (trap, deadline, memory
 //! cap) fails the whole batch, which the queue then redelivers and, past
 //! `max_receives`, moves to the dead-letter queue.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
@@ -214,17 +222,30 @@ pub fn process(
     feeds: &mut HashMap<String, FeedPlugins>,
     layout: &Layout,
 ) -> Result<ProcessedBatch, ProcessError> {
-    let mut out = ProcessedBatch {
-        records_in: msg.records.len(),
-        ..Default::default()
-    };
+    let mut out = ProcessedBatch::default();
     let mut errors: Vec<ErrorLine> = Vec::new();
     // rendered key -> (dataset, versions, lines)
     let mut data: BTreeMap<String, (String, String, Vec<Json>)> = BTreeMap::new();
 
+    // One record per line: aggregates unpacked in place, so stream order
+    // (and the sub-sequence order within an aggregate) is kept.
+    let mut records: Vec<Cow<'_, MessageRecord>> = Vec::with_capacity(msg.records.len());
+    for r in &msg.records {
+        match r.unpack() {
+            Ok(None) => records.push(Cow::Borrowed(r)),
+            Ok(Some(lines)) => records.extend(lines.into_iter().map(Cow::Owned)),
+            Err(reason) => {
+                // Counted as the lines its header claims, as the bridge did.
+                out.records_in += r.bytes().map_or(1, |b| super::aggregate::lines_in(&b));
+                errors.push(error_line(msg, r, "unpack", &reason, None, None));
+            }
+        }
+    }
+    out.records_in += records.len();
+
     // Route records to feeds, keeping stream order within each feed.
     let mut by_feed: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, r) in msg.records.iter().enumerate() {
+    for (i, r) in records.iter().enumerate() {
         by_feed.entry(r.feed_and_key().0).or_default().push(i);
     }
 
@@ -232,14 +253,7 @@ pub fn process(
         let Some(plugins) = feeds.get_mut(feed) else {
             for &i in &indices {
                 let reason = format!("no feed named {feed:?} in the pipeline");
-                errors.push(error_line(
-                    msg,
-                    &msg.records[i],
-                    "route",
-                    &reason,
-                    None,
-                    None,
-                ));
+                errors.push(error_line(msg, &records[i], "route", &reason, None, None));
             }
             continue;
         };
@@ -247,7 +261,7 @@ pub fn process(
         let mut raws = Vec::with_capacity(indices.len());
         let mut raw_index = Vec::with_capacity(indices.len());
         for &i in &indices {
-            let r = &msg.records[i];
+            let r = &records[i];
             match r.bytes() {
                 Ok(data) => {
                     raws.push(RawRecord {
@@ -282,7 +296,7 @@ pub fn process(
                 }
                 Err(reason) => errors.push(error_line(
                     msg,
-                    &msg.records[i],
+                    &records[i],
                     "parse",
                     &reason,
                     Some(&plugins.parser),
@@ -318,7 +332,7 @@ pub fn process(
                     Outcome::Drop => out.dropped += 1,
                     Outcome::Fail(reason) => errors.push(error_line(
                         msg,
-                        &msg.records[p.record],
+                        &records[p.record],
                         "transform",
                         &reason,
                         Some(t),
@@ -331,7 +345,7 @@ pub fn process(
         // Lay out: part numbers count the outputs of each source record.
         let mut part: HashMap<usize, u32> = HashMap::new();
         for p in pending {
-            let r = &msg.records[p.record];
+            let r = &records[p.record];
             let n = part.entry(p.record).or_insert(0);
             let mut line = event_to_json(&p.event);
             line["source"] = json!({

@@ -1,28 +1,39 @@
 //! `POST /v1/feeds/{feed}/records`: raw log lines from clients onto the
 //! stream. The body is one line or several separated by `\n` (a trailing
-//! `\r` is dropped, blank lines are skipped); each line becomes one stream
-//! record under `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`,
-//! else a hash of the line so lines spread over the shards. 202 with the
-//! counts once every line is stored; 503 when the stream did not store them
-//! (retry). A 408 (the request timeout ran out while the lines waited for
-//! their commit) may still have stored them: a retry is at-least-once.
+//! `\r` is dropped, blank lines are skipped). The lines of a request go
+//! into one aggregated stream record ([`crate::runtime::aggregate`]; several
+//! past its 1 MiB cap, and a lone line as a plain record) under
+//! `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`, else a hash of
+//! the record's content so requests spread over the shards. The processor
+//! unpacks it into one record per line. 202 with the counts once every line
+//! is stored; 503 when the stream did not store them (retry). A 408 (the
+//! request timeout ran out while the lines waited for their commit) may
+//! still have stored them: a retry is at-least-once.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Shared};
 use crate::backend::StreamRecord;
+use crate::runtime::aggregate;
 use crate::runtime::message::stream_key;
 use crate::runtime::stats::Stats;
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {
     key: Option<String>,
+}
+
+/// The 202 body (a struct: no JSON map built per request).
+#[derive(Serialize)]
+struct Answer<'a> {
+    accepted: u64,
+    bytes: usize,
+    feed: &'a str,
 }
 
 /// Records a response accepted, for the request log.
@@ -57,16 +68,6 @@ pub async fn read_body(
     }
 }
 
-/// A partition key derived from the line (FNV-1a, hex).
-fn content_key(line: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in line.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Splits a body into its lines: `\n`-separated, `\r` trimmed, blanks skipped.
 pub fn lines(text: &str) -> impl Iterator<Item = &str> {
     text.split('\n')
@@ -82,7 +83,7 @@ pub async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     s.keys.check(&headers)?;
-    s.feeds.load().get(&feed)?;
+    let ingested = s.feeds.load().get(&feed)?.ingested.clone();
     let body = read_body(body, &headers, s.body_limit).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -106,21 +107,27 @@ pub async fn ingest(
     if fixed_key.is_some_and(str::is_empty) {
         return Err(ApiError::bad_request("the partition key is empty"));
     }
-    let records: Vec<StreamRecord> = lines(text)
-        .map(|line| StreamRecord {
-            partition_key: match fixed_key {
-                Some(k) => stream_key(&feed, k),
-                None => stream_key(&feed, &content_key(line)),
-            },
-            data: line.as_bytes().to_vec(),
-        })
-        .collect();
-    if records.is_empty() {
+    let packed = aggregate::pack(
+        lines(text).map(str::as_bytes),
+        text.len(),
+        aggregate::MAX_RECORD_BYTES,
+    );
+    if packed.is_empty() {
         return Err(ApiError::bad_request(
             "empty body: only blank lines; send one log line, or several separated by newlines",
         ));
     }
-    let n = records.len() as u64;
+    let n: u64 = packed.iter().map(|p| p.lines as u64).sum();
+    let records: Vec<StreamRecord> = packed
+        .into_iter()
+        .map(|p| StreamRecord {
+            partition_key: match fixed_key {
+                Some(k) => stream_key(&feed, k),
+                None => stream_key(&feed, &p.content_key()),
+            },
+            data: p.data,
+        })
+        .collect();
     s.producer.put(records).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -128,10 +135,14 @@ pub async fn ingest(
         )
     })?;
     Stats::add(&s.stats.ingested, n);
-    metrics::counter!("pipehost_ingest_records_total", "feed" => feed.clone()).increment(n);
+    ingested.increment(n);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(json!({ "feed": feed, "accepted": n, "bytes": body.len() })),
+        Json(Answer {
+            accepted: n,
+            bytes: body.len(),
+            feed: &feed,
+        }),
     )
         .into_response();
     resp.extensions_mut().insert(Accepted(n));
@@ -152,7 +163,16 @@ mod tests {
 
     #[test]
     fn content_keys_are_stable_and_spread() {
-        assert_eq!(content_key("x"), content_key("x"));
-        assert_ne!(content_key("x"), content_key("y"));
+        let key = |text: &str| {
+            aggregate::pack(
+                lines(text).map(str::as_bytes),
+                text.len(),
+                aggregate::MAX_RECORD_BYTES,
+            )[0]
+            .content_key()
+        };
+        assert_eq!(key("x\ny"), key("x\ny"));
+        assert_ne!(key("x\ny"), key("x\nz"));
+        assert_ne!(key("x"), key("y"));
     }
 }

@@ -89,6 +89,9 @@ impl IntoResponse for ApiError {
 pub struct WebFeed {
     /// `None` for a feed fed only by ingest.
     generator: Option<Generator>,
+    /// `pipehost_ingest_records_total{feed}`, registered once rather than
+    /// looked up by label on every request.
+    ingested: metrics::Counter,
 }
 
 /// A feed's generator for `GET /logs`, with idle instances to reuse.
@@ -115,7 +118,15 @@ impl FeedSet {
             idle: Mutex::new(Vec::new()),
             next: std::sync::atomic::AtomicU64::new(chrono::Utc::now().timestamp_millis() as u64),
         });
-        self.feeds.insert(name.to_string(), WebFeed { generator });
+        let ingested =
+            metrics::counter!("pipehost_ingest_records_total", "feed" => name.to_string());
+        self.feeds.insert(
+            name.to_string(),
+            WebFeed {
+                generator,
+                ingested,
+            },
+        );
     }
 
     fn names(&self) -> String {

@@ -3,6 +3,13 @@
 //! backend, one SQLite transaction), then answers each request. A request
 //! is answered only once its records are stored, so a 202 never loses
 //! anything; a failed commit fails every request in it (503, to retry).
+//!
+//! A commit takes whatever is waiting, up to [`MAX_COMMIT_RECORDS`] and
+//! [`MAX_COMMIT_BYTES`], and nothing waits on purpose: under load the
+//! requests that arrive during one commit make the next, so commits grow
+//! with the load and a request waits about two commits at most. A request
+//! is usually one aggregated record ([`crate::runtime::aggregate`]), so the
+//! bounds are about requests and bytes more than lines.
 
 use std::sync::Arc;
 
@@ -16,6 +23,10 @@ use crate::backend::{Stream, StreamRecord};
 const PENDING_PUTS: usize = 4096;
 /// Records per commit at most (a bigger first put still goes alone).
 const MAX_COMMIT_RECORDS: usize = 50_000;
+/// Bytes per commit at most, so one commit (and the wait of the requests
+/// behind it) stays short when bodies are large (a bigger first put still
+/// goes alone).
+const MAX_COMMIT_BYTES: usize = 16 << 20;
 
 struct Put {
     records: Vec<StreamRecord>,
@@ -49,13 +60,16 @@ impl Producer {
 
 async fn run(stream: Arc<dyn Stream>, mut rx: mpsc::Receiver<Put>) {
     let mut puts: Vec<Put> = Vec::new();
+    let size = |p: &Put| p.records.iter().map(|r| r.data.len()).sum::<usize>();
     while let Some(first) = rx.recv().await {
         let mut n = first.records.len();
+        let mut bytes = size(&first);
         puts.push(first);
-        while n < MAX_COMMIT_RECORDS {
+        while n < MAX_COMMIT_RECORDS && bytes < MAX_COMMIT_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
                     n += p.records.len();
+                    bytes += size(&p);
                     puts.push(p);
                 }
                 Err(_) => break,

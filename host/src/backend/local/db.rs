@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::checkpoint::Checkpointer;
 use crate::backend::{BackendError, Result};
 use crate::plan::SyncMode;
 
@@ -96,6 +97,8 @@ pub struct Db {
     conn: Arc<Mutex<Connection>>,
     /// Woken when a queue gets a message, so receivers need not poll hard.
     pub(crate) sent: tokio::sync::Notify,
+    /// Checkpoints the WAL on a thread of its own (see [`Checkpointer`]).
+    _checkpointer: Checkpointer,
 }
 
 fn sql_err(e: rusqlite::Error) -> BackendError {
@@ -118,9 +121,12 @@ impl Db {
         )?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| anyhow::anyhow!("cannot set up {}: {e}", path.display()))?;
+        let conn = Arc::new(Mutex::new(conn));
+        let checkpointer = Checkpointer::start(path, &conn)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             sent: tokio::sync::Notify::new(),
+            _checkpointer: checkpointer,
         })
     }
 

@@ -8,6 +8,9 @@
 //! <data_dir>/objects/<bucket>/…   object bodies, laid out like S3 keys
 //! ```
 //!
+//! WAL checkpoints run on a thread of their own ([`checkpoint`]), not in
+//! the commit that happens to cross the threshold.
+//!
 //! Every state change is one SQLite transaction, so a process killed at any
 //! point leaves a consistent state: records and their producer position
 //! commit together, queue messages and the bridge checkpoint commit
@@ -15,6 +18,7 @@
 //! bodies are written to a temporary file and renamed into place before
 //! their metadata row is written.
 
+mod checkpoint;
 mod db;
 mod notifier;
 mod queue;
