@@ -144,8 +144,10 @@ def section_plugin(args) -> list[dict]:
 def section_e2e(args, bin: Path) -> dict:
     total = 20_000 if args.quick else 1_000_000
     with tempfile.TemporaryDirectory() as d:
+        # More than the pipeline can take; everything else as the default
+        # pipeline.toml has it (rollover 5,000 records / 4 MiB / 1 s).
         feeds = feeds_block(("10ms", 2000), ("10ms", 2000), ("10ms", 200))
-        path = local_pipeline(Path(d), feeds, '{ records = 10000, bytes = "8MiB", age = "1s" }')
+        path = local_pipeline(Path(d), feeds, '{ records = 5000, bytes = "4MiB", age = "1s" }')
         out, _, wall, rss = run_measured([str(bin), "run", str(path), "--quiet", "--no-watch",
                                           "--max-records", str(total)], env=env())
     return {"records": total, "rps": processed_rps(out), "wall": wall, "rss": rss}
