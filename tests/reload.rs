@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::{audit, count_or_zero, run_cmd, run_to_end, write_pipeline_with};
+use crate::pipeline::{audit, run_cmd, run_to_end, stream_lines, write_pipeline_with};
 use crate::util::{Spawned, plugin_path, wait_for};
 
 /// A running `pipehost run` whose stderr lines are collected.
@@ -214,7 +214,7 @@ fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
         "{summary}"
     );
     // Finish what was generated, then audit: no record lost or doubled.
-    let generated = count_or_zero(&state, "SELECT COUNT(*) FROM stream_records") as u64;
+    let generated = stream_lines(&state);
     run_to_end(&pipeline, generated);
     let a = audit(&state);
     assert_eq!(a.records as u64, generated);

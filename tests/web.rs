@@ -273,11 +273,17 @@ fn serve_answers_every_route_and_every_error_status() {
         .map(|(_, d)| d)
         .collect();
     assert_eq!(stored, [1, 2, 3].map(|i| quote("WEB-A", i)));
-    // (The forex generator writes plain records under the same key.)
+    // (The forex generator writes its own records under the same key.)
     let raw = raw_stream_records(&state, "forex:EUR/USD");
     let aggregated: Vec<_> = raw
         .iter()
-        .filter(|(_, d)| aggregate::is_aggregate(d))
+        .filter(|(_, d)| {
+            aggregate::decode(d).is_ok_and(|lines| {
+                lines
+                    .iter()
+                    .any(|l| String::from_utf8_lossy(l).contains("WEB-A"))
+            })
+        })
         .collect();
     assert_eq!(aggregated.len(), 1, "one aggregated record for the request");
     assert_eq!(aggregate::lines_in(&aggregated[0].1), 3);

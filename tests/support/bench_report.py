@@ -171,12 +171,16 @@ def latencies(state: Path) -> list[int]:
         r.sort()
     starts = {shard: [r[0] for r in rs] for shard, rs in ranges.items()}
     out = []
-    for shard, seq, arrival in db.execute("SELECT shard, seq, arrival_ms FROM stream_records"):
+    for shard, seq, arrival, head in db.execute(
+            "SELECT shard, seq, arrival_ms, substr(data, 1, 13) FROM stream_records"):
         i = bisect.bisect_right(starts.get(shard, []), seq) - 1
         if i >= 0:
             first, last, t = ranges[shard][i]
             if seq <= last:
-                out.append(t - arrival)
+                # An aggregated record (host/src/runtime/aggregate.rs) stands
+                # for its lines: magic, version, CRC-32, then the count.
+                lines = int.from_bytes(head[9:13], "little") if head[:4] == b"\xf5PHA" else 1
+                out.extend([t - arrival] * lines)
     return sorted(out)
 
 
@@ -280,6 +284,23 @@ EXPORT = r"""
 import boto3, json, sys
 url, stream, out = sys.argv[1:]
 k = boto3.client("kinesis", endpoint_url=url, region_name="us-east-1")
+
+def unpack(data):
+    # pipehost's aggregated records (host/src/runtime/aggregate.rs): magic,
+    # version, CRC-32, count, then LEB128-length-prefixed lines. The
+    # reference gets one record per line, as the original design puts them.
+    if data[:4] != b"\xf5PHA":
+        return [data]
+    n, pos, out = int.from_bytes(data[9:13], "little"), 13, []
+    for _ in range(n):
+        size = shift = 0
+        while True:
+            b = data[pos]; pos += 1
+            size |= (b & 0x7F) << shift; shift += 7
+            if b < 0x80:
+                break
+        out.append(data[pos:pos + size]); pos += size
+    return out
 with open(out, "w") as f:
     for s in k.list_shards(StreamName=stream)["Shards"]:
         it = k.get_shard_iterator(StreamName=stream, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
@@ -287,7 +308,8 @@ with open(out, "w") as f:
             r = k.get_records(ShardIterator=it, Limit=10000)
             for rec in r["Records"]:
                 feed, key = rec["PartitionKey"].split(":", 1)
-                f.write(json.dumps({"feed": feed, "key": key, "data": rec["Data"].decode()}) + "\n")
+                for line in unpack(rec["Data"]):
+                    f.write(json.dumps({"feed": feed, "key": key, "data": line.decode()}) + "\n")
             if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
                 break
             it = r.get("NextShardIterator")

@@ -152,8 +152,16 @@ pub struct GeneratorConfig {
     pub records: Spanned<u32>,
     #[serde(default)]
     pub seed: u64,
+    /// Put a tick's records for one partition key as one aggregated stream
+    /// record (the default), or each as a stream record of its own.
+    #[serde(default = "default_true")]
+    pub aggregate: bool,
     pub timeout: Option<Spanned<String>>,
     pub memory: Option<Spanned<String>>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_records_per_tick() -> Spanned<u32> {

@@ -45,6 +45,8 @@ pub struct GeneratorPlan {
     pub interval: Duration,
     pub records: u32,
     pub seed: u64,
+    /// A tick's records per partition key as one aggregated stream record.
+    pub aggregate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -418,6 +420,7 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
                 interval,
                 records,
                 seed: g.seed,
+                aggregate: g.aggregate,
             }
         });
         let parser = plugin_ref(

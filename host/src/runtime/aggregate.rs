@@ -1,5 +1,6 @@
 //! Aggregated stream records (KPL-style): many lines in one stream record,
-//! so that HTTP ingest puts one record per request instead of one per line.
+//! so that HTTP ingest puts one record per request instead of one per line,
+//! and a feed one record per partition key and tick (`runtime::feeds`).
 //!
 //! Inserting a stream record costs about the same whatever its size (a
 //! SQLite row on the local backend, a PutRecords entry on Kinesis), so a
