@@ -120,10 +120,10 @@ pub async fn run_feed(
             budget.give_back(count - n);
         }
         let records: Vec<StreamRecord> = records
-            .into_iter()
-            .map(|g| StreamRecord {
-                partition_key: stream_key(&feed, &g.partition_key),
-                data: g.data,
+            .iter()
+            .map(|(key, data)| StreamRecord {
+                partition_key: stream_key(&feed, key),
+                data: data.to_vec(),
             })
             .collect();
         let mark = ProducerMark {
