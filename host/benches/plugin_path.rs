@@ -136,6 +136,25 @@ fn native_chain(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
     kept
 }
 
+/// Native parse alone (the events are dropped), for the stage breakdown.
+fn native_parse(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
+    let mut n = 0;
+    macro_rules! parse {
+        ($parser:ident) => {{
+            let p = $parser::Parser::from_config_json("{}").unwrap();
+            for batch in batches {
+                n += black_box(p.parse(batch)).len();
+            }
+        }};
+    }
+    match feed {
+        "forex" => parse!(forex_parser),
+        "stock" => parse!(stock_parser),
+        _ => parse!(news_parser),
+    }
+    n
+}
+
 fn wasm_chain(
     parser: &mut pipehost::plugin::PluginInstance,
     transform: &mut pipehost::plugin::PluginInstance,
@@ -311,6 +330,7 @@ fn main() {
         let mut ti = t.instantiate("{}").unwrap();
         let mut lines = Vec::with_capacity(1 << 20);
         let (native, n_out) = best(reps, || native_chain(feed, &guest_batches));
+        let (native_parse_time, _) = best(reps, || native_parse(feed, &guest_batches));
         let (wasm, w_out) = best(reps, || {
             wasm_chain(&mut pi, &mut ti, &host_batches, &mut lines)
         });
@@ -337,7 +357,14 @@ fn main() {
                 black_box(&lines);
             }
         });
-        stages.push((feed, wasm_parse, wasm_transform, write));
+        stages.push((
+            feed,
+            native_parse_time,
+            native,
+            wasm_parse,
+            wasm_transform,
+            write,
+        ));
         assert_eq!(
             n_out, w_out,
             "{feed}: native and wasm disagree on the output"
@@ -366,13 +393,16 @@ fn main() {
         );
     }
     println!();
-    println!("wasm time by stage (whole run, best of {reps})");
-    for (feed, p, t, w) in &stages {
+    println!("time by stage (whole run, best of {reps}; native transform = chain - parse)");
+    for (feed, np, nc, p, t, w) in &stages {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         println!(
-            "  {feed:<6} parse {:>8.1} ms   transform {:>8.1} ms   write JSON Lines {:>8.1} ms",
-            p.as_secs_f64() * 1e3,
-            t.as_secs_f64() * 1e3,
-            w.as_secs_f64() * 1e3
+            "  {feed:<6} native: parse {:>7.1} ms  transform {:>7.1} ms   wasm: parse {:>7.1} ms  transform {:>7.1} ms  write JSON Lines {:>6.1} ms",
+            ms(np),
+            (ms(nc) - ms(np)).max(0.0),
+            ms(p),
+            ms(t),
+            ms(w)
         );
     }
     println!();

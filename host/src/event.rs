@@ -90,10 +90,18 @@ pub fn write_json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
 /// and then what the caller adds (`,"source":{…}`) and `}`: the keys in the
 /// order a `serde_json` map (a `BTreeMap`) keeps them. Fields are sorted by
 /// name through ranks computed once per batch (equal names, equal ranks); of
-/// repeated names the last value is kept, as a map insert does.
+/// repeated names the last value is kept, as a map insert does. Names are
+/// escaped once per batch, and the order worked out for one event is reused
+/// for the next while the names come in the same sequence (they usually do).
 pub struct LineWriter {
     /// Per name index of the batch: its rank among the names, by content.
     ranks: Vec<u32>,
+    /// Per name index: the name as a JSON string, quotes included.
+    escaped: Vec<Vec<u8>>,
+    /// The name indices of the event `plan` was made for.
+    seen: Vec<u32>,
+    /// Positions of the fields to write, in key order, repeats resolved.
+    plan: Vec<u32>,
     order: Vec<u64>,
 }
 
@@ -110,9 +118,44 @@ impl LineWriter {
             }
             ranks[i as usize] = rank;
         }
+        let escaped = names
+            .iter()
+            .map(|n| {
+                let mut out = Vec::with_capacity(n.len() + 2);
+                write_json_str(&mut out, n);
+                out
+            })
+            .collect();
         Self {
             ranks,
+            escaped,
+            seen: Vec::new(),
+            plan: Vec::new(),
             order: Vec::new(),
+        }
+    }
+
+    /// Works out which fields to write in which order for `e`'s names.
+    fn plan(&mut self, e: &EventView<'_>) {
+        self.seen.clear();
+        self.order.clear();
+        for (k, (name, _)) in e.indexed_fields().enumerate() {
+            self.seen.push(name);
+            self.order
+                .push(u64::from(self.ranks[name as usize]) << 32 | k as u64);
+        }
+        self.order.sort_unstable();
+        self.plan.clear();
+        for (j, &key) in self.order.iter().enumerate() {
+            // Of equal names the last one wins (the next entry has its rank).
+            if self
+                .order
+                .get(j + 1)
+                .is_some_and(|next| next >> 32 == key >> 32)
+            {
+                continue;
+            }
+            self.plan.push((key & 0xffff_ffff) as u32);
         }
     }
 
@@ -120,30 +163,23 @@ impl LineWriter {
     /// value; the caller closes it.
     pub fn write_event(&mut self, out: &mut Vec<u8>, e: &EventView<'_>) {
         out.extend_from_slice(b"{\"dataset\":");
-        write_json_str(out, e.dataset());
+        out.extend_from_slice(&self.escaped[e.dataset_index() as usize]);
         out.extend_from_slice(b",\"event_time\":\"");
         write_ms(out, e.event_time_ms());
         out.extend_from_slice(b"\",\"fields\":{");
-        self.order.clear();
-        for (k, (name, _)) in e.indexed_fields().enumerate() {
-            self.order
-                .push(u64::from(self.ranks[name as usize]) << 32 | k as u64);
+        let same = self.seen.len() == e.field_count()
+            && e.indexed_fields()
+                .map(|(name, _)| name)
+                .eq(self.seen.iter().copied());
+        if !same {
+            self.plan(e);
         }
-        self.order.sort_unstable();
-        let names = e.names();
-        let mut first = true;
-        for (j, &key) in self.order.iter().enumerate() {
-            let rank = key >> 32;
-            // Of equal names the last one wins (the next entry has its rank).
-            if self.order.get(j + 1).is_some_and(|next| next >> 32 == rank) {
-                continue;
-            }
-            let (name, value) = e.indexed_field((key & 0xffff_ffff) as usize);
-            if !first {
+        for (j, &k) in self.plan.iter().enumerate() {
+            if j > 0 {
                 out.push(b',');
             }
-            first = false;
-            write_json_str(out, &names[name as usize]);
+            let (name, value) = e.indexed_field(k as usize);
+            out.extend_from_slice(&self.escaped[name as usize]);
             out.push(b':');
             write_json_value(out, value);
         }

@@ -51,6 +51,9 @@ fn bad_span(what: &str, span: wit::Span, text: &str) -> String {
     )
 }
 
+/// Spare capacity of a decoded event's `fields`, for fields a transform adds.
+const SPARE_FIELDS: usize = 4;
+
 /// Most distinct names looked up by a linear scan; beyond, a hash map.
 const LINEAR_NAMES: usize = 32;
 /// Most name storages remembered for the pointer test.
@@ -233,7 +236,9 @@ pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
         let partition_key = span_text(text, e.partition_key)
             .ok_or_else(|| bad_span(&format!("event {i}: partition key"), e.partition_key, text))?
             .to_string();
-        let mut fields = Vec::with_capacity(end - start);
+        // Room for a few more: transforms typically add derived fields,
+        // and a reallocation per event costs more than the spare slots.
+        let mut fields = Vec::with_capacity(end - start + SPARE_FIELDS);
         for (j, f) in batch.fields[start..end].iter().enumerate() {
             let name = name(f.name, &|| format!("event {i}, field {j}: name"))?;
             let value = match f.value {

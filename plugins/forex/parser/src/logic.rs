@@ -75,7 +75,7 @@ impl Parser {
 
     /// Parses a batch: one result per record, in order.
     pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(&r.data)).collect()
+        batch.iter().map(|r| self.parse_record(r.data)).collect()
     }
 
     /// Parses one raw record into its events, or the reason it is rejected.
