@@ -355,7 +355,7 @@ pub fn process(
             write_json_str(body, feed);
             body.extend_from_slice(b",\"part\":");
             let part = &mut parts[origin as usize];
-            body.extend_from_slice(part.to_string().as_bytes());
+            write!(body, "{part}").expect("writing to memory");
             *part += 1;
             body.extend_from_slice(b",\"sequence\":");
             write_json_str(body, &r.seq);
