@@ -30,8 +30,33 @@ fn inspect_names_the_world_and_exports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("world:   transform-plugin"), "{stdout}");
     assert!(
-        stdout.contains("pipehost:plugin/transformer@0.1.0"),
+        stdout.contains("pipehost:plugin/transformer@0.2.0"),
         "{stdout}"
     );
-    assert!(stdout.contains("pipehost:plugin/host@0.1.0"), "{stdout}");
+    assert!(stdout.contains("pipehost:plugin/host@0.2.0"), "{stdout}");
+    assert!(
+        stdout.contains("contract: pipehost:plugin@0.2.0\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn inspect_shows_the_contract_version_a_plugin_speaks() {
+    let legacy = plugin_path("legacy_parser");
+    let future = plugin_path("future_version");
+    let out = pipehost(&[
+        "inspect",
+        legacy.to_str().unwrap(),
+        future.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("contract: pipehost:plugin@0.1.0\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("contract: pipehost:plugin@0.3.0 (not spoken by this host)"),
+        "{stdout}"
+    );
 }

@@ -170,3 +170,31 @@ fn other_plugins_keep_serving_while_one_misbehaves() {
     assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
     assert!(served >= 1);
 }
+
+#[test]
+fn malformed_columns_are_a_contract_error_and_the_host_carries_on() {
+    let plugin = load("hostile", PluginKind::Transform, settings());
+    let mut inst = plugin.instantiate("{}").unwrap();
+    for (mode, problem) in [
+        ("bad-name", "event 0: dataset index"),
+        ("bad-span", "event 0: partition key span 2.."),
+        ("bad-utf8-span", "cuts a UTF-8 character"),
+        ("bad-fields", "fields-end"),
+        (
+            "bad-count",
+            "transform outcomes account for 3 events but 2 were returned",
+        ),
+    ] {
+        let err = inst.transform(&[event(mode), event("x")]).expect_err(mode);
+        assert!(matches!(err, PluginError::Contract { .. }), "{mode}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("hostile: broke the contract: "),
+            "names the plugin: {msg}"
+        );
+        assert!(msg.contains(problem), "{mode}: {msg}");
+        assert!(!inst.is_live(), "{mode}: the instance was discarded");
+        assert_recovers(&mut inst);
+    }
+    assert_eq!(inst.stats().failures, 5);
+}

@@ -4,7 +4,7 @@
 
 use pipehost::plugin::{PluginError, PluginKind, PluginSettings};
 
-use crate::util::{engine, load, plugin_path};
+use crate::util::{engine, load, plugin_path, raw};
 
 const SHIPPED: [(&str, PluginKind); 9] = [
     ("forex_generator", PluginKind::Generator),
@@ -48,7 +48,7 @@ fn a_plugin_of_another_world_is_refused_naming_both() {
         "names the expected world: {msg}"
     );
     assert!(
-        msg.contains("generator-plugin") && msg.contains("pipehost:plugin/generator@0.1.0"),
+        msg.contains("generator-plugin") && msg.contains("pipehost:plugin/generator@0.2.0"),
         "names what was found: {msg}"
     );
 }
@@ -62,8 +62,60 @@ fn a_plugin_built_for_a_future_contract_version_is_refused() {
     let msg = err.to_string();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
     assert!(
-        msg.contains("0.2.0") && msg.contains("0.1"),
-        "names both versions: {msg}"
+        msg.contains("pipehost:plugin/transformer@0.3.0")
+            && msg.contains("built against contract version 0.3.0"),
+        "names the plugin's version: {msg}"
+    );
+    assert!(
+        msg.contains("0.2.0") && msg.contains("0.1.0"),
+        "names the versions this host speaks: {msg}"
+    );
+}
+
+#[test]
+fn a_plugin_built_for_the_frozen_0_1_0_contract_loads_and_parses() {
+    let plugin = load(
+        "legacy_parser",
+        PluginKind::Parser,
+        PluginSettings::default(),
+    );
+    assert_eq!(plugin.contract_version(), "0.1.0");
+    assert_eq!(
+        load(
+            "forex_parser",
+            PluginKind::Parser,
+            PluginSettings::default()
+        )
+        .contract_version(),
+        "0.2.0"
+    );
+    let mut inst = plugin.instantiate("{}").unwrap();
+    let line = r#"{"pair":"EUR/USD","bid":1.0841,"ask":1.0843,"ts":"2026-11-23T08:00:00.123Z","venue":"EBS"}"#;
+    let out = inst
+        .parse(&[raw("forex", line), raw("forex", "{"), raw("forex", "")])
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    let events = out[0].as_ref().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].partition_key, "EUR/USD");
+    assert_eq!(events[0].dataset, "forex");
+    assert!(out[1].as_ref().unwrap_err().starts_with("invalid JSON"));
+    assert_eq!(out[2].as_ref().unwrap_err(), "empty record");
+    // A refused config is refused through the 0.1.0 `init` too.
+    let err = plugin.instantiate(r#"{"dataset":""}"#).unwrap_err();
+    assert!(matches!(err, PluginError::InitRejected { .. }), "{err}");
+    // Asked for as a transform, it is refused naming what it is.
+    let err = engine()
+        .load(
+            &plugin_path("legacy_parser"),
+            PluginKind::Transform,
+            PluginSettings::default(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a parser-plugin plugin (`pipehost:plugin/parser@0.1.0`)"),
+        "{err}"
     );
 }
 

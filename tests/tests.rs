@@ -9,6 +9,7 @@ mod util;
 mod aws;
 mod cli;
 mod conformance;
+mod contract;
 mod fixtures;
 mod hostile;
 mod lambda;

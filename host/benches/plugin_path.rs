@@ -2,18 +2,27 @@
 //! feed's parser + transform chain in the real sandbox (batched, instance
 //! reused) against the same Rust logic compiled natively.
 //!
+//! Native: the plugins' logic on the guest SDK's plain types — `parse` on
+//! borrowed raw records, `transform` on the events it returned. Wasm: the
+//! same records as a `RawBatch` through the processor's path — the parser's
+//! columns straight into the transform (`plugin::Chain`), then every final
+//! event written as the JSON Line the processor stores (`LineWriter`), so
+//! the conversion of the chain's output into what the host writes is paid
+//! on the wasm side only.
+//!
 //! Run with `./x bench` (or `cargo bench -p pipehost --bench plugin_path`
 //! after `./x build-plugins`). `--quick` runs a short pass (used to keep the
-//! benchmark working in CI). Prints one table; target: wasm >= 0.6x native.
+//! benchmark working in CI); `--feed NAME` runs one feed's chain only. Prints
+//! one table; target: wasm >= 0.6x native. To profile the wasm side, run it
+//! under `perf record` with `PIPEHOST_WASM_PERFMAP=1` (names the plugins'
+//! functions) and `perf report --no-children --sort dso,sym`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pipehost::plugin::{
-    EngineSettings, Event as HostEvent, Outcome as HostOutcome, PluginEngine, PluginKind,
-    PluginSettings, RawRecord as HostRaw, Source as HostSource,
-};
+use pipehost::event::LineWriter;
+use pipehost::plugin::{Chain, EngineSettings, PluginEngine, PluginKind, PluginSettings, RawBatch};
 use pipehost_guest::types::{RawRecord as GuestRaw, Source as GuestSource};
 
 const BATCH: usize = 1000;
@@ -31,22 +40,12 @@ fn plugin_dir() -> PathBuf {
         })
 }
 
-fn guest_source(feed: &str, i: usize) -> GuestSource {
+fn guest_source<'a>(feed: &'a str, sequence: &'a str) -> GuestSource<'a> {
     GuestSource {
-        feed: feed.into(),
-        shard: "shard-0".into(),
-        sequence: i.to_string(),
-        partition_key: String::new(),
-        arrival_time_ms: 0,
-    }
-}
-
-fn host_source(feed: &str, i: usize) -> HostSource {
-    HostSource {
-        feed: feed.into(),
-        shard: "shard-0".into(),
-        sequence: i.to_string(),
-        partition_key: String::new(),
+        feed,
+        shard: "shard-0",
+        sequence,
+        partition_key: "",
         arrival_time_ms: 0,
     }
 }
@@ -137,30 +136,44 @@ fn native_chain(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
     kept
 }
 
+/// Native parse alone (the events are dropped), for the stage breakdown.
+fn native_parse(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
+    let mut n = 0;
+    macro_rules! parse {
+        ($parser:ident) => {{
+            let p = $parser::Parser::from_config_json("{}").unwrap();
+            for batch in batches {
+                n += black_box(p.parse(batch)).len();
+            }
+        }};
+    }
+    match feed {
+        "forex" => parse!(forex_parser),
+        "stock" => parse!(stock_parser),
+        _ => parse!(news_parser),
+    }
+    n
+}
+
 fn wasm_chain(
     parser: &mut pipehost::plugin::PluginInstance,
     transform: &mut pipehost::plugin::PluginInstance,
-    batches: &[Vec<HostRaw>],
+    batches: &[RawBatch],
+    out: &mut Vec<u8>,
 ) -> usize {
     let mut kept = 0;
     for batch in batches {
-        let events: Vec<HostEvent> = parser
-            .parse(batch)
-            .unwrap()
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .collect();
-        for o in transform.transform(&events).unwrap() {
-            kept += match o {
-                HostOutcome::Keep(e) => {
-                    black_box(e);
-                    1
-                }
-                HostOutcome::Split(v) => v.len(),
-                _ => 0,
-            };
+        let mut chain = Chain::parse(parser, batch).unwrap();
+        chain.transform(transform, 0).unwrap();
+        // What the processor stores: one JSON line per event.
+        out.clear();
+        let mut writer = LineWriter::new(&chain.events);
+        for e in chain.events.iter() {
+            writer.write_event(out, &e);
+            out.extend_from_slice(b"}\n");
         }
+        black_box(&out);
+        kept += chain.events.len();
     }
     kept
 }
@@ -180,6 +193,8 @@ fn best<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--feed forex` runs one feed's chain only (for profiling).
+    let only: Option<String> = std::env::args().skip_while(|a| a != "--feed").nth(1);
     let records = if quick { 5_000 } else { 200_000 };
     let reps = if quick { 1 } else { 5 };
     let dir = plugin_dir();
@@ -215,24 +230,40 @@ fn main() {
     let parser = load("forex_parser", PluginKind::Parser);
     let mut inst = parser.instantiate("{}").unwrap();
     let calls = if quick { 2_000 } else { 100_000 };
+    let empty_batch = RawBatch::new("forex", "shard-0");
     let (empty, _) = best(reps, || {
         for _ in 0..calls {
-            black_box(inst.parse(&[]).unwrap());
+            black_box(inst.parse_batch(&empty_batch).unwrap());
         }
     });
     let line = make_feed("forex", 1).lines.remove(0);
-    let one = [HostRaw {
-        data: line,
-        source: host_source("forex", 0),
-    }];
+    let mut one = RawBatch::new("forex", "shard-0");
+    one.push(&line, "0", "", 0);
     let (single, _) = best(reps, || {
         for _ in 0..calls {
-            black_box(inst.parse(&one).unwrap());
+            black_box(inst.parse_batch(&one).unwrap());
         }
     });
     let (fresh, _) = best(reps, || {
         for _ in 0..(calls / 50).max(10) {
             black_box(parser.instantiate("{}").unwrap());
+        }
+    });
+    // A parsed batch of 1000 forex events (3 fields each) into a transform
+    // that returns it unchanged (the test-only `hostile` plugin, which has
+    // no SDK and no logic): the cost of moving an event batch both ways.
+    let lines = make_feed("forex", BATCH).lines;
+    let mut raw = RawBatch::new("forex", "shard-0");
+    for (i, l) in lines.iter().enumerate() {
+        raw.push(l, &i.to_string(), "", 0);
+    }
+    let events = inst.parse_batch(&raw).unwrap().events;
+    let keep_all = load("hostile", PluginKind::Transform);
+    let mut keep_all = keep_all.instantiate("{}").unwrap();
+    let round_trips = (calls / 200).max(10);
+    let (echo, _) = best(reps, || {
+        for _ in 0..round_trips {
+            black_box(keep_all.transform_batch(&events).unwrap());
         }
     });
     println!("boundary cost (forex parser, instance reused)");
@@ -248,6 +279,11 @@ fn main() {
         "  new instance + init       {:>8.2} µs",
         fresh.as_secs_f64() * 1e6 / (calls / 50).max(10) as f64
     );
+    println!(
+        "  1000 events there and back {:>7.2} µs  ({} fields; a transform keeping all, no logic)",
+        echo.as_secs_f64() * 1e6 / round_trips as f64,
+        events.field_count()
+    );
     println!();
 
     println!("parser + transform chain, batches of {BATCH}, {records} records, best of {reps}");
@@ -258,8 +294,12 @@ fn main() {
     let mut all_ok = true;
     let mut stages = Vec::new();
     for feed in ["forex", "stock", "news"] {
+        if only.as_deref().is_some_and(|o| o != feed) {
+            continue;
+        }
         let f = make_feed(feed, records);
         let bytes: usize = f.lines.iter().map(Vec::len).sum();
+        let sequences: Vec<String> = (0..BATCH).map(|i| i.to_string()).collect();
         let guest_batches: Vec<Vec<GuestRaw>> = f
             .lines
             .chunks(BATCH)
@@ -267,51 +307,64 @@ fn main() {
                 c.iter()
                     .enumerate()
                     .map(|(i, d)| GuestRaw {
-                        data: d.clone(),
-                        source: guest_source(f.name, i),
+                        data: d,
+                        source: guest_source(f.name, &sequences[i]),
                     })
                     .collect()
             })
             .collect();
-        let host_batches: Vec<Vec<HostRaw>> = f
+        let host_batches: Vec<RawBatch> = f
             .lines
             .chunks(BATCH)
             .map(|c| {
-                c.iter()
-                    .enumerate()
-                    .map(|(i, d)| HostRaw {
-                        data: d.clone(),
-                        source: host_source(f.name, i),
-                    })
-                    .collect()
+                let mut b = RawBatch::new(f.name, "shard-0");
+                for (i, d) in c.iter().enumerate() {
+                    b.push(d, &sequences[i], "", 0);
+                }
+                b
             })
             .collect();
         let p = load(&format!("{feed}_parser"), PluginKind::Parser);
         let t = load(&format!("{feed}_transform"), PluginKind::Transform);
         let mut pi = p.instantiate("{}").unwrap();
         let mut ti = t.instantiate("{}").unwrap();
+        let mut lines = Vec::with_capacity(1 << 20);
         let (native, n_out) = best(reps, || native_chain(feed, &guest_batches));
-        let (wasm, w_out) = best(reps, || wasm_chain(&mut pi, &mut ti, &host_batches));
+        let (native_parse_time, _) = best(reps, || native_parse(feed, &guest_batches));
+        let (wasm, w_out) = best(reps, || {
+            wasm_chain(&mut pi, &mut ti, &host_batches, &mut lines)
+        });
         let (wasm_parse, parsed) = best(reps, || {
             host_batches
                 .iter()
-                .map(|b| {
-                    pi.parse(b)
-                        .unwrap()
-                        .into_iter()
-                        .filter_map(Result::ok)
-                        .flatten()
-                        .collect::<Vec<_>>()
-                })
+                .map(|b| pi.parse_batch(b).unwrap().events)
                 .collect::<Vec<_>>()
         });
-        let (wasm_transform, _) = best(reps, || {
+        let (wasm_transform, transformed) = best(reps, || {
             parsed
                 .iter()
-                .map(|b| ti.transform(b).unwrap().len())
-                .sum::<usize>()
+                .map(|b| ti.transform_batch(b).unwrap().events)
+                .collect::<Vec<_>>()
         });
-        stages.push((feed, wasm_parse, wasm_transform));
+        let (write, _) = best(reps, || {
+            for b in &transformed {
+                lines.clear();
+                let mut writer = LineWriter::new(b);
+                for e in b.iter() {
+                    writer.write_event(&mut lines, &e);
+                    lines.extend_from_slice(b"}\n");
+                }
+                black_box(&lines);
+            }
+        });
+        stages.push((
+            feed,
+            native_parse_time,
+            native,
+            wasm_parse,
+            wasm_transform,
+            write,
+        ));
         assert_eq!(
             n_out, w_out,
             "{feed}: native and wasm disagree on the output"
@@ -340,12 +393,16 @@ fn main() {
         );
     }
     println!();
-    println!("wasm time by stage (whole run, best of {reps})");
-    for (feed, p, t) in &stages {
+    println!("time by stage (whole run, best of {reps}; native transform = chain - parse)");
+    for (feed, np, nc, p, t, w) in &stages {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         println!(
-            "  {feed:<6} parse {:>8.1} ms   transform {:>8.1} ms",
-            p.as_secs_f64() * 1e3,
-            t.as_secs_f64() * 1e3
+            "  {feed:<6} native: parse {:>7.1} ms  transform {:>7.1} ms   wasm: parse {:>7.1} ms  transform {:>7.1} ms  write JSON Lines {:>6.1} ms",
+            ms(np),
+            (ms(nc) - ms(np)).max(0.0),
+            ms(p),
+            ms(t),
+            ms(w)
         );
     }
     println!();

@@ -639,6 +639,20 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                         kinds.join(", ")
                     }
                 );
+                if !i.contracts.is_empty() {
+                    let supported: Vec<String> = i
+                        .contracts
+                        .iter()
+                        .map(|v| {
+                            if crate::plugin::supported_contract(v).is_some() {
+                                format!("pipehost:plugin@{v}")
+                            } else {
+                                format!("pipehost:plugin@{v} (not spoken by this host)")
+                            }
+                        })
+                        .collect();
+                    println!("  contract: {}", supported.join(", "));
+                }
                 println!("  exports: {}", i.exports.join(", "));
                 println!("  imports: {}", i.imports.join(", "));
             }

@@ -44,6 +44,11 @@ impl Default for KeyTemplate {
 }
 
 impl KeyTemplate {
+    /// The finest time unit a key depends on (`{hour}`): events whose times
+    /// fall in the same hour (counted from the epoch) of the same dataset
+    /// get the same key.
+    pub const GRANULARITY_MS: i64 = 3_600_000;
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut rest = text;

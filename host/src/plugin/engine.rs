@@ -22,6 +22,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::PluginHost;
+use super::bindings_v0_1::PluginHost as PluginHostV0_1;
 use super::state::HostState;
 
 /// How often the epoch advances; call deadlines are rounded up to this.
@@ -99,6 +100,11 @@ impl PluginEngine {
         config.concurrency_support(false);
         config.epoch_interruption(true);
         config.parallel_compilation(true);
+        // `PIPEHOST_WASM_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf
+        // report` names the functions of compiled plugins (profiling only).
+        if std::env::var_os("PIPEHOST_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
 
         let instances = settings.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
@@ -120,6 +126,9 @@ impl PluginEngine {
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
         PluginHost::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link the host interface: {e}"))?;
+        // Plugins built against the frozen 0.1.0 import `host@0.1.0`.
+        PluginHostV0_1::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the 0.1.0 host interface: {e}"))?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);

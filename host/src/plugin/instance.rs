@@ -13,11 +13,18 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
+use super::batch::{
+    self, Event, EventBatch, GeneratedBatch, Outcome, Parsed, RawBatch, RawRecord, Tick,
+    Transformed,
+};
 use super::bindings::exports::pipehost::plugin::{generator, parser, transformer};
-use super::bindings::pipehost::plugin::types::{Event, RawRecord, Value};
+use super::bindings_v0_1::exports::pipehost::plugin::{
+    generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
+};
 use super::engine::EPOCH_TICK;
 use super::error::PluginError;
 use super::guest_log::GuestLog;
+use super::legacy;
 use super::load::{Exports, Plugin};
 use super::state::HostState;
 
@@ -31,6 +38,9 @@ enum Guest {
     Generator(generator::Guest),
     Parser(parser::Guest),
     Transformer(transformer::Guest),
+    GeneratorV0_1(generator_v0_1::Guest),
+    ParserV0_1(parser_v0_1::Guest),
+    TransformerV0_1(transformer_v0_1::Guest),
 }
 
 struct Live {
@@ -148,6 +158,11 @@ impl PluginInstance {
             Exports::Generator(ix) => ix.load(&mut store, &instance).map(Guest::Generator),
             Exports::Parser(ix) => ix.load(&mut store, &instance).map(Guest::Parser),
             Exports::Transformer(ix) => ix.load(&mut store, &instance).map(Guest::Transformer),
+            Exports::GeneratorV0_1(ix) => ix.load(&mut store, &instance).map(Guest::GeneratorV0_1),
+            Exports::ParserV0_1(ix) => ix.load(&mut store, &instance).map(Guest::ParserV0_1),
+            Exports::TransformerV0_1(ix) => {
+                ix.load(&mut store, &instance).map(Guest::TransformerV0_1)
+            }
         };
         let guest = loaded.map_err(|e| PluginError::Instantiate {
             plugin: self.name(),
@@ -157,6 +172,9 @@ impl PluginInstance {
             Guest::Generator(g) => g.call_init(&mut store),
             Guest::Parser(g) => g.call_init(&mut store),
             Guest::Transformer(g) => g.call_init(&mut store),
+            Guest::GeneratorV0_1(g) => g.call_init(&mut store),
+            Guest::ParserV0_1(g) => g.call_init(&mut store),
+            Guest::TransformerV0_1(g) => g.call_init(&mut store),
         };
         flush_log(&store);
         match init {
@@ -311,106 +329,214 @@ impl PluginInstance {
         }
     }
 
+    fn is_current(&self) -> bool {
+        matches!(
+            self.plugin.inner.exports,
+            Exports::Generator(_) | Exports::Parser(_) | Exports::Transformer(_)
+        )
+    }
+
     /// Generator: the records for one tick.
-    pub fn generate(
-        &mut self,
-        tick: generator::Tick,
-    ) -> Result<Vec<generator::Generated>, PluginError> {
-        let out = self.call(
-            |store, guest| match guest {
-                Guest::Generator(g) => g.call_generate(store, tick),
-                _ => unreachable!("kind checked at load"),
-            },
-            |out, s| match out {
-                Ok(records) => {
-                    check_len(records.len(), s.max_output_records, "records").and_then(|_| {
-                        let bytes: usize = records
-                            .iter()
-                            .map(|r| r.data.len() + r.partition_key.len())
-                            .sum();
-                        check_bytes(bytes, s.max_output_bytes)
-                    })
-                }
-                Err(_) => Ok(()),
-            },
-        )?;
+    pub fn generate(&mut self, tick: Tick) -> Result<GeneratedBatch, PluginError> {
+        let out = if self.is_current() {
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::Generator(g) => g.call_generate(store, tick),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| match out {
+                    Ok(b) => {
+                        check_len(b.records.len(), s.max_output_records, "records").and_then(|_| {
+                            let keys: usize = b.keys.iter().map(String::len).sum();
+                            check_bytes(b.data.len() + keys, s.max_output_bytes)
+                        })
+                    }
+                    Err(_) => Ok(()),
+                },
+            )?;
+            match out {
+                Ok(cols) => Ok(GeneratedBatch::check(cols).map_err(|d| self.contract(d))?),
+                Err(reason) => Err(reason),
+            }
+        } else {
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::GeneratorV0_1(g) => g.call_generate(store, legacy::tick(tick)),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| match out {
+                    Ok(records) => check_len(records.len(), s.max_output_records, "records")
+                        .and_then(|_| {
+                            let bytes: usize = records
+                                .iter()
+                                .map(|r| r.data.len() + r.partition_key.len())
+                                .sum();
+                            check_bytes(bytes, s.max_output_bytes)
+                        }),
+                    Err(_) => Ok(()),
+                },
+            )?;
+            out.map(legacy::generated)
+        };
         out.map_err(|reason| PluginError::GenerateFailed {
             plugin: self.name(),
             reason,
         })
     }
 
-    /// Parser: one result per input record, in order.
+    /// Parser: one result per record of `batch`, in order, with the events
+    /// in columns. The answer is checked (see [`Parsed`]); a plugin that
+    /// breaks the contract fails the call with [`PluginError::Contract`].
+    pub fn parse_batch(&mut self, batch: &RawBatch) -> Result<Parsed, PluginError> {
+        let n = batch.len();
+        if self.is_current() {
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::Parser(g) => g.call_parse(store, &batch.cols),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| {
+                    check_len(out.events.events.len(), s.max_output_records, "events")?;
+                    let reasons: usize = out
+                        .results
+                        .iter()
+                        .map(|r| r.as_ref().err().map_or(0, String::len))
+                        .sum();
+                    check_bytes(
+                        batch::approx_bytes(&out.events) + reasons,
+                        s.max_output_bytes,
+                    )
+                },
+            )?;
+            let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
+            Parsed::check(events, out.results, n).map_err(|d| self.contract(d))
+        } else {
+            let records = legacy::raw_records(batch);
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::ParserV0_1(g) => g.call_parse(store, &records),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| {
+                    let events: usize = out.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
+                    check_len(events, s.max_output_records, "events")?;
+                    let bytes: usize = out
+                        .iter()
+                        .map(|r| match r {
+                            Ok(evs) => evs.iter().map(legacy::event_bytes).sum(),
+                            Err(reason) => reason.len(),
+                        })
+                        .sum();
+                    check_bytes(bytes, s.max_output_bytes)
+                },
+            )?;
+            if out.len() != n {
+                return Err(self.contract(format!(
+                    "parse returned {} results for {n} records (must be one per record)",
+                    out.len()
+                )));
+            }
+            let (events, results) = legacy::parsed(out);
+            Parsed::check(events, results, n).map_err(|d| self.contract(d))
+        }
+    }
+
+    /// Transform: one outcome per event of `batch`, in order, with the
+    /// output events in columns — ready to go into the next transform as
+    /// they are. Checked like [`Self::parse_batch`].
+    pub fn transform_batch(&mut self, batch: &EventBatch) -> Result<Transformed, PluginError> {
+        let n = batch.len();
+        if self.is_current() {
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::Transformer(g) => g.call_transform(store, &batch.cols),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| {
+                    check_len(out.events.events.len(), s.max_output_records, "events")?;
+                    let reasons: usize = out
+                        .outcomes
+                        .iter()
+                        .map(|o| match o {
+                            batch::BatchOutcome::Fail(reason) => reason.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    check_bytes(
+                        batch::approx_bytes(&out.events) + reasons,
+                        s.max_output_bytes,
+                    )
+                },
+            )?;
+            let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
+            Transformed::check(events, out.outcomes, n).map_err(|d| self.contract(d))
+        } else {
+            let events = legacy::events(batch);
+            let out = self.call(
+                |store, guest| match guest {
+                    Guest::TransformerV0_1(g) => g.call_transform(store, &events),
+                    _ => unreachable!("kind checked at load"),
+                },
+                |out, s| {
+                    use transformer_v0_1::Outcome;
+                    let events: usize = out
+                        .iter()
+                        .map(|o| match o {
+                            Outcome::Keep(_) => 1,
+                            Outcome::Split(evs) => evs.len(),
+                            Outcome::Drop | Outcome::Fail(_) => 0,
+                        })
+                        .sum();
+                    check_len(events, s.max_output_records, "events")?;
+                    let bytes: usize = out
+                        .iter()
+                        .map(|o| match o {
+                            Outcome::Keep(e) => legacy::event_bytes(e),
+                            Outcome::Split(evs) => evs.iter().map(legacy::event_bytes).sum(),
+                            Outcome::Fail(reason) => reason.len(),
+                            Outcome::Drop => 0,
+                        })
+                        .sum();
+                    check_bytes(bytes, s.max_output_bytes)
+                },
+            )?;
+            if out.len() != n {
+                return Err(self.contract(format!(
+                    "transform returned {} outcomes for {n} events (must be one per event)",
+                    out.len()
+                )));
+            }
+            let (events, outcomes) = legacy::transformed(out);
+            Transformed::check(events, outcomes, n).map_err(|d| self.contract(d))
+        }
+    }
+
+    /// Parser, on owned records: one result per record, in order. Records
+    /// of different feeds or shards go in separate calls (a raw batch has
+    /// one of each). For fixtures and tests; the processor uses
+    /// [`Self::parse_batch`].
     pub fn parse(
         &mut self,
-        batch: &[RawRecord],
+        records: &[RawRecord],
     ) -> Result<Vec<Result<Vec<Event>, String>>, PluginError> {
-        let n = batch.len();
-        let out = self.call(
-            |store, guest| match guest {
-                Guest::Parser(g) => g.call_parse(store, batch),
-                _ => unreachable!("kind checked at load"),
-            },
-            |out, s| {
-                let events: usize = out.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
-                check_len(events, s.max_output_records, "events")?;
-                let bytes: usize = out
-                    .iter()
-                    .map(|r| match r {
-                        Ok(evs) => evs.iter().map(event_bytes).sum(),
-                        Err(reason) => reason.len(),
-                    })
-                    .sum();
-                check_bytes(bytes, s.max_output_bytes)
-            },
-        )?;
-        if out.len() != n {
-            return Err(self.contract(format!(
-                "parse returned {} results for {n} records (must be one per record)",
-                out.len()
-            )));
+        let batches = RawBatch::from_records(records);
+        if batches.is_empty() {
+            // Still one call: an empty batch is a valid request.
+            return Ok(self.parse_batch(&RawBatch::new("", ""))?.to_results());
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for b in &batches {
+            out.extend(self.parse_batch(b)?.to_results());
         }
         Ok(out)
     }
 
-    /// Transform: one outcome per input event, in order.
-    pub fn transform(&mut self, batch: &[Event]) -> Result<Vec<transformer::Outcome>, PluginError> {
-        let n = batch.len();
-        let out = self.call(
-            |store, guest| match guest {
-                Guest::Transformer(g) => g.call_transform(store, batch),
-                _ => unreachable!("kind checked at load"),
-            },
-            |out, s| {
-                use transformer::Outcome;
-                let events: usize = out
-                    .iter()
-                    .map(|o| match o {
-                        Outcome::Keep(_) => 1,
-                        Outcome::Split(evs) => evs.len(),
-                        Outcome::Drop | Outcome::Fail(_) => 0,
-                    })
-                    .sum();
-                check_len(events, s.max_output_records, "events")?;
-                let bytes: usize = out
-                    .iter()
-                    .map(|o| match o {
-                        Outcome::Keep(e) => event_bytes(e),
-                        Outcome::Split(evs) => evs.iter().map(event_bytes).sum(),
-                        Outcome::Fail(reason) => reason.len(),
-                        Outcome::Drop => 0,
-                    })
-                    .sum();
-                check_bytes(bytes, s.max_output_bytes)
-            },
-        )?;
-        if out.len() != n {
-            return Err(self.contract(format!(
-                "transform returned {} outcomes for {n} events (must be one per event)",
-                out.len()
-            )));
-        }
-        Ok(out)
+    /// Transform, on owned events: one outcome per event, in order. For
+    /// fixtures and tests; the processor uses [`Self::transform_batch`].
+    pub fn transform(&mut self, events: &[Event]) -> Result<Vec<Outcome>, PluginError> {
+        Ok(self
+            .transform_batch(&EventBatch::from_events(events))?
+            .to_outcomes())
     }
 
     fn contract(&mut self, detail: String) -> PluginError {
@@ -445,21 +571,4 @@ fn check_bytes(n: usize, max: usize) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-/// Approximate heap size of an event, for the output-size cap.
-pub(crate) fn event_bytes(e: &Event) -> usize {
-    e.dataset.len()
-        + e.partition_key.len()
-        + 8
-        + e.fields
-            .iter()
-            .map(|f| {
-                f.name.len()
-                    + match &f.value {
-                        Value::Text(s) => s.len(),
-                        _ => 8,
-                    }
-            })
-            .sum::<usize>()
 }

@@ -1,6 +1,7 @@
 //! Loading a plugin file: read, hash, check it is a component, compile (or
-//! hit the cache), check it targets the expected world and contract version,
-//! and link it. The result, a [`Plugin`], is ready to instantiate.
+//! hit the cache), check it targets the expected world and a contract
+//! version this host speaks (`0.2.x`, or the frozen `0.1.x`), and link it.
+//! The result, a [`Plugin`], is ready to instantiate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::exports::pipehost::plugin::{generator, parser, transformer};
+use super::bindings_v0_1::exports::pipehost::plugin::{
+    generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
+};
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::state::HostState;
@@ -18,8 +22,11 @@ use super::{PluginKind, PluginSettings};
 
 /// The contract package every plugin export belongs to.
 pub const PACKAGE: &str = "pipehost:plugin";
-/// The contract version this host speaks (any `0.1.x` plugin loads).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this host speaks natively (any `0.2.x` plugin loads).
+pub const CONTRACT_VERSION: &str = "0.2.0";
+/// Every contract version a plugin may be built against, newest first: the
+/// current one and the frozen ones under `wit/deps/` (any patch level).
+pub const CONTRACT_VERSIONS: [&str; 2] = [CONTRACT_VERSION, "0.1.0"];
 
 /// The typed export of a plugin, bound once at load time.
 #[derive(Clone)]
@@ -27,6 +34,20 @@ pub(crate) enum Exports {
     Generator(generator::GuestIndices),
     Parser(parser::GuestIndices),
     Transformer(transformer::GuestIndices),
+    GeneratorV0_1(generator_v0_1::GuestIndices),
+    ParserV0_1(parser_v0_1::GuestIndices),
+    TransformerV0_1(transformer_v0_1::GuestIndices),
+}
+
+/// Which of [`CONTRACT_VERSIONS`] a plugin export of `version` speaks
+/// (`0.2.7` speaks `0.2.0`), if any.
+pub fn supported_contract(version: &str) -> Option<&'static str> {
+    CONTRACT_VERSIONS.into_iter().find(|v| {
+        let minor = v.rsplit_once('.').map_or(*v, |(m, _)| m);
+        version
+            .strip_prefix(minor)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// A compiled, checked and linked plugin. Cheap to clone. Instantiate it
@@ -44,6 +65,8 @@ pub(crate) struct PluginInner {
     pub(crate) kind: PluginKind,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) exports: Exports,
+    /// The contract version the plugin was built against (`0.2.0`, `0.1.0`).
+    pub(crate) contract: &'static str,
     pub(crate) settings: PluginSettings,
     pub(crate) size: usize,
 }
@@ -79,6 +102,10 @@ impl Plugin {
     }
     pub fn settings(&self) -> &PluginSettings {
         &self.inner.settings
+    }
+    /// The contract version the plugin speaks: one of [`CONTRACT_VERSIONS`].
+    pub fn contract_version(&self) -> &'static str {
+        self.inner.contract
     }
     pub fn size(&self) -> usize {
         self.inner.size
@@ -126,13 +153,14 @@ fn describe_exports(engine: &PluginEngine, component: &Component) -> Vec<String>
         .collect()
 }
 
-/// Finds the export for `kind` and checks its contract version.
+/// Finds the export for `kind` and checks its contract version; returns
+/// the contract it speaks.
 fn check_world(
     engine: &PluginEngine,
     path: &Path,
     component: &Component,
     kind: PluginKind,
-) -> Result<(), PluginError> {
+) -> Result<&'static str, PluginError> {
     let wanted = kind.interface();
     let export = format!("{PACKAGE}/{wanted}@{CONTRACT_VERSION}");
     let exports = describe_exports(engine, component);
@@ -150,12 +178,12 @@ fn check_world(
     match ours.iter().find(|e| e.starts_with(&prefix)) {
         Some(name) => {
             let version = &name[prefix.len()..];
-            if !version.starts_with("0.1.") {
-                return Err(wrong(format!(
-                    "`{name}`: built against contract version {version}; this host speaks {CONTRACT_VERSION} (0.1.x)"
-                )));
-            }
-            Ok(())
+            supported_contract(version).ok_or_else(|| {
+                wrong(format!(
+                    "`{name}`: built against contract version {version}; this host speaks {} (and any patch level of them)",
+                    CONTRACT_VERSIONS.join(" and ")
+                ))
+            })
         }
         None if !ours.is_empty() => {
             let found: Vec<String> = ours
@@ -213,7 +241,7 @@ impl PluginEngine {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "plugin compiled"
         );
-        check_world(self, path, &component, kind)?;
+        let contract = check_world(self, path, &component, kind)?;
         let pre = self
             .linker()
             .instantiate_pre(&component)
@@ -224,16 +252,28 @@ impl PluginEngine {
         let shape = |e: wasmtime::Error| PluginError::WrongWorld {
             path: path.to_owned(),
             expected: kind.world(),
-            export: format!("{PACKAGE}/{}@{CONTRACT_VERSION}", kind.interface()),
+            export: format!("{PACKAGE}/{}@{contract}", kind.interface()),
             found: format!("an export of that name with the wrong shape: {e:#}"),
         };
-        let exports = match kind {
-            PluginKind::Generator => {
+        let current = contract == CONTRACT_VERSION;
+        let exports = match (kind, current) {
+            (PluginKind::Generator, true) => {
                 Exports::Generator(generator::GuestIndices::new(&pre).map_err(shape)?)
             }
-            PluginKind::Parser => Exports::Parser(parser::GuestIndices::new(&pre).map_err(shape)?),
-            PluginKind::Transform => {
+            (PluginKind::Parser, true) => {
+                Exports::Parser(parser::GuestIndices::new(&pre).map_err(shape)?)
+            }
+            (PluginKind::Transform, true) => {
                 Exports::Transformer(transformer::GuestIndices::new(&pre).map_err(shape)?)
+            }
+            (PluginKind::Generator, false) => {
+                Exports::GeneratorV0_1(generator_v0_1::GuestIndices::new(&pre).map_err(shape)?)
+            }
+            (PluginKind::Parser, false) => {
+                Exports::ParserV0_1(parser_v0_1::GuestIndices::new(&pre).map_err(shape)?)
+            }
+            (PluginKind::Transform, false) => {
+                Exports::TransformerV0_1(transformer_v0_1::GuestIndices::new(&pre).map_err(shape)?)
             }
         };
         if settings.memory_cap > self.settings().max_memory_bytes {
@@ -259,6 +299,7 @@ impl PluginEngine {
                 kind,
                 pre,
                 exports,
+                contract,
                 settings,
                 size: bytes.len(),
             }),
@@ -289,11 +330,17 @@ impl PluginEngine {
             .iter()
             .filter_map(|e| PluginKind::from_export(e))
             .collect();
+        let contracts = exports
+            .iter()
+            .filter(|e| PluginKind::from_export(e).is_some())
+            .filter_map(|e| e.split_once('@').map(|(_, v)| v.to_string()))
+            .collect();
         Ok(Inspection {
             path: path.to_owned(),
             size: bytes.len(),
             sha256,
             kinds,
+            contracts,
             exports,
             imports,
         })
@@ -307,6 +354,9 @@ pub struct Inspection {
     pub size: usize,
     pub sha256: String,
     pub kinds: Vec<PluginKind>,
+    /// The contract version of each plugin export, as the component states
+    /// it (e.g. `0.2.0`), in the order of `kinds`.
+    pub contracts: Vec<String>,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
 }
@@ -319,4 +369,20 @@ pub fn content_hash(bytes: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_by_minor() {
+        assert_eq!(supported_contract("0.2.0"), Some("0.2.0"));
+        assert_eq!(supported_contract("0.2.7"), Some("0.2.0"));
+        assert_eq!(supported_contract("0.1.0"), Some("0.1.0"));
+        assert_eq!(supported_contract("0.1.3"), Some("0.1.0"));
+        for other in ["0.3.0", "1.0.0", "0.20.0", "0.10.1", "0.2", ""] {
+            assert_eq!(supported_contract(other), None, "{other}");
+        }
+    }
 }

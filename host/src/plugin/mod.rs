@@ -10,30 +10,50 @@
 //!      └─ .load(path, PluginKind, PluginSettings) -> Plugin
 //!             read → header check → compile (cache) → world/version check → link
 //!             └─ .instantiate(config_json) -> PluginInstance   (calls init)
-//!                    └─ .generate(tick) / .parse(batch) / .transform(batch)
+//!                    └─ .generate(tick) / .parse_batch(raw) / .transform_batch(events)
 //! ```
+//!
+//! Batches cross the boundary in the columns of contract `0.2.0`
+//! ([`batch`]): a [`RawBatch`] in, an [`EventBatch`] out of a parser and in
+//! and out of every transform, checked once per call, read through views.
+//! [`Chain`] runs a parser and its transforms over one batch without
+//! building per-event structs in between. Plugins built against the frozen
+//! `0.1.0` are converted inside this module (`legacy.rs`), so callers never
+//! know which version a plugin speaks and a chain may mix them.
+//! [`PluginInstance::parse`] and [`PluginInstance::transform`] take and give
+//! owned events, for fixtures and tests.
 //!
 //! A `PluginInstance` is not `Sync`: give each worker its own. Calls cross the
 //! boundary once per batch.
 
+pub mod batch;
 mod bindings;
+mod bindings_v0_1;
+mod chain;
 mod engine;
 mod error;
 mod guest_log;
 mod instance;
+mod legacy;
 mod load;
 mod state;
 
 use std::time::Duration;
 
-pub use bindings::exports::pipehost::plugin::generator::{Generated, Tick};
-pub use bindings::exports::pipehost::plugin::transformer::Outcome;
-pub use bindings::pipehost::plugin::types::{Event, Field, RawRecord, Source, Value};
+pub use batch::{
+    BatchOutcome, Event, EventBatch, EventBatchBuilder, EventView, Field, Generated,
+    GeneratedBatch, Outcome, Parsed, RawBatch, RawRecord, RawView, Source, Tick, Transformed,
+    Value, ValueRef,
+};
+pub use chain::{Chain, Rejected, Stage};
 pub use engine::{EPOCH_TICK, EngineSettings, PluginEngine, default_cache_dir};
 pub use error::PluginError;
 pub use guest_log::LogLimits;
 pub use instance::{InstanceStats, PluginInstance};
-pub use load::{CONTRACT_VERSION, Inspection, PACKAGE, Plugin, content_hash};
+pub use load::{
+    CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, Plugin, content_hash,
+    supported_contract,
+};
 
 /// The three plugin roles, one world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,7 +98,7 @@ impl PluginKind {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Which kind an export name like `pipehost:plugin/parser@0.1.0` is.
+    /// Which kind an export name like `pipehost:plugin/parser@0.2.0` is.
     pub fn from_export(export: &str) -> Option<Self> {
         let rest = export.strip_prefix(PACKAGE)?.strip_prefix('/')?;
         let iface = rest.split('@').next()?;

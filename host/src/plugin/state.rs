@@ -1,5 +1,6 @@
 //! Per-instance host state: the WASI context (no files, no network, no
-//! environment), the memory cap, and the two host imports (`log`, `config`).
+//! environment), the memory cap, and the two host imports (`log`, `config`),
+//! at both contract versions.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::pipehost::plugin::{host, types};
+use super::bindings_v0_1::pipehost::plugin::{host as host_v0_1, types as types_v0_1};
 use super::guest_log::{GuestLevel, GuestStdio, SharedLog};
 
 /// Caps one instance's linear memory, and remembers a refusal so the host
@@ -96,6 +98,25 @@ impl WasiView for HostState {
 }
 
 impl types::Host for HostState {}
+impl types_v0_1::Host for HostState {}
+
+/// `host@0.1.0`: the same two functions as `0.2.0`.
+impl host_v0_1::Host for HostState {
+    fn log(&mut self, level: host_v0_1::Level, message: String) {
+        let level = match level {
+            host_v0_1::Level::Trace => host::Level::Trace,
+            host_v0_1::Level::Debug => host::Level::Debug,
+            host_v0_1::Level::Info => host::Level::Info,
+            host_v0_1::Level::Warn => host::Level::Warn,
+            host_v0_1::Level::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message)
+    }
+
+    fn config(&mut self) -> String {
+        host::Host::config(self)
+    }
+}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {

@@ -17,7 +17,7 @@ use super::stats::Stats;
 use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
-use crate::plugin::{Generated, Plugin, PluginInstance, Tick};
+use crate::plugin::{Plugin, PluginInstance, Tick};
 
 /// A shared cap on records generated (from `--max-records`).
 #[derive(Debug)]
@@ -121,7 +121,7 @@ pub async fn run_feed(
         if n < count {
             budget.give_back(count - n);
         }
-        let records = stream_records(&feed, records, plan.aggregate);
+        let records = stream_records(&feed, records.iter(), plan.aggregate);
         let mark = ProducerMark {
             producer: producer.clone(),
             next: number + 1,
@@ -165,26 +165,29 @@ pub async fn run_feed(
 /// 2,000 quotes over 10 pairs becomes 10 records instead of 2,000. Records
 /// of one key stay in order and on one shard, as they would one by one;
 /// the processor unpacks them before parsing, each named `<seq>:<i>`.
-pub fn stream_records(feed: &str, generated: Vec<Generated>, aggregate: bool) -> Vec<StreamRecord> {
+pub fn stream_records<'a>(
+    feed: &str,
+    generated: impl Iterator<Item = (&'a str, &'a [u8])>,
+    aggregate: bool,
+) -> Vec<StreamRecord> {
     if !aggregate {
         return generated
-            .into_iter()
-            .map(|g| StreamRecord {
-                partition_key: stream_key(feed, &g.partition_key),
-                data: g.data,
+            .map(|(key, data)| StreamRecord {
+                partition_key: stream_key(feed, key),
+                data: data.to_vec(),
             })
             .collect();
     }
     // Keys in the order of their first record.
     let mut keys: Vec<(&str, Vec<&[u8]>, usize)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for g in &generated {
-        let i = *index.entry(&g.partition_key).or_insert_with(|| {
-            keys.push((&g.partition_key, Vec::new(), 0));
+    for (key, data) in generated {
+        let i = *index.entry(key).or_insert_with(|| {
+            keys.push((key, Vec::new(), 0));
             keys.len() - 1
         });
-        keys[i].1.push(&g.data);
-        keys[i].2 += g.data.len();
+        keys[i].1.push(data);
+        keys[i].2 += data.len();
     }
     let mut out = Vec::with_capacity(keys.len());
     for (key, lines, bytes) in keys {
@@ -203,11 +206,8 @@ pub fn stream_records(feed: &str, generated: Vec<Generated>, aggregate: bool) ->
 mod tests {
     use super::*;
 
-    fn generated(key: &str, data: &str) -> Generated {
-        Generated {
-            partition_key: key.into(),
-            data: data.as_bytes().to_vec(),
-        }
+    fn generated<'a>(key: &'a str, data: &'a str) -> (&'a str, &'a [u8]) {
+        (key, data.as_bytes())
     }
 
     #[test]
@@ -220,7 +220,7 @@ mod tests {
             generated("EUR/USD", "a3"),
             generated("GBP/USD", "b2"),
         ];
-        let out = stream_records("forex", tick.clone(), true);
+        let out = stream_records("forex", tick.iter().copied(), true);
         let keys: Vec<_> = out.iter().map(|r| r.partition_key.as_str()).collect();
         assert_eq!(keys, ["forex:EUR/USD", "forex:GBP/USD", "forex:USD/JPY"]);
         let lines = |r: &StreamRecord| -> Vec<String> {
@@ -238,7 +238,7 @@ mod tests {
         assert!(!aggregate::is_aggregate(&out[2].data));
         assert_eq!(out[2].data, b"c1");
 
-        let plain = stream_records("forex", tick, false);
+        let plain = stream_records("forex", tick.into_iter(), false);
         assert_eq!(plain.len(), 6);
         assert_eq!(plain[2].partition_key, "forex:EUR/USD");
         assert_eq!(plain[2].data, b"a2");
@@ -248,7 +248,7 @@ mod tests {
     fn an_aggregate_never_exceeds_the_stream_record_size() {
         let big = "x".repeat(300 * 1024);
         let tick: Vec<_> = (0..7).map(|_| generated("K", &big)).collect();
-        let out = stream_records("news", tick, true);
+        let out = stream_records("news", tick.into_iter(), true);
         assert!(out.len() >= 3, "{} records", out.len());
         assert!(
             out.iter()

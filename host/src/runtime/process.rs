@@ -11,6 +11,11 @@
 //! `[first_seq, last_seq]` of whole stream records, and a corrupt aggregate
 //! is reported like any other bad record: under the error prefix, raw.
 //!
+//! A feed's records go through its chain in columns (`plugin::Chain`): the
+//! parser's event batch into the first transform, each transform's into the
+//! next, and the last one is written out as JSON Lines directly
+//! (`event::LineWriter`), with no per-event structs or JSON values.
+//!
 //! Plain synchronous code: a worker owns its plugin instances and calls
 //! this on a blocking thread. A plugin call failure (trap, deadline, memory
 //! cap) fails the whole batch, which the queue then redelivers and, past
@@ -26,9 +31,9 @@ use serde_json::{Value as Json, json};
 
 use super::message::{BatchMessage, MessageRecord};
 use crate::backend::PutObject;
-use crate::event::{event_to_json, format_ms};
+use crate::event::{LineWriter, event_to_json, format_ms, write_json_str};
 use crate::plan::{KeyParts, KeyTemplate};
-use crate::plugin::{Event, Outcome, PluginError, PluginInstance, RawRecord, Source};
+use crate::plugin::{Chain, Event, PluginError, PluginInstance, RawBatch, Stage};
 
 /// A feed's parser and transform chain, owned by one worker.
 pub struct FeedPlugins {
@@ -112,10 +117,12 @@ impl Layout {
     }
 }
 
-/// An event on its way through the chain, with where it came from.
-struct Pending {
-    event: Event,
-    record: usize,
+/// A data object being written: its lines, already JSON.
+struct DataObject {
+    dataset: String,
+    versions: String,
+    body: Vec<u8>,
+    lines: usize,
 }
 
 /// A rejected record, as written under the error prefix.
@@ -165,12 +172,16 @@ fn error_line(
     }
 }
 
-fn encode(lines: &[Json], gzip: bool) -> (Vec<u8>, Option<String>) {
+fn json_lines(lines: &[Json]) -> Vec<u8> {
     let mut text = Vec::with_capacity(lines.len() * 200);
     for l in lines {
         serde_json::to_writer(&mut text, l).expect("JSON values serialize");
         text.push(b'\n');
     }
+    text
+}
+
+fn encode(text: Vec<u8>, gzip: bool) -> (Vec<u8>, Option<String>) {
     if !gzip {
         return (text, None);
     }
@@ -182,19 +193,21 @@ fn encode(lines: &[Json], gzip: bool) -> (Vec<u8>, Option<String>) {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn object(
     key: String,
-    lines: &[Json],
+    text: Vec<u8>,
+    lines: usize,
     layout: &Layout,
     kind: ObjectKind,
     dataset: &str,
     versions: &str,
     msg: &BatchMessage,
 ) -> OutputObject {
-    let (body, encoding) = encode(lines, layout.gzip);
+    let (body, encoding) = encode(text, layout.gzip);
     let suffix = if layout.gzip { ".jsonl.gz" } else { ".jsonl" };
     let mut metadata = BTreeMap::new();
-    metadata.insert("record-count".into(), lines.len().to_string());
+    metadata.insert("record-count".into(), lines.to_string());
     metadata.insert("dataset".into(), dataset.to_string());
     metadata.insert("plugin-versions".into(), versions.to_string());
     metadata.insert("kind".into(), kind.as_str().into());
@@ -211,7 +224,7 @@ fn object(
         },
         kind,
         dataset: dataset.to_string(),
-        records: lines.len(),
+        records: lines,
         plugin_versions: versions.to_string(),
     }
 }
@@ -224,8 +237,9 @@ pub fn process(
 ) -> Result<ProcessedBatch, ProcessError> {
     let mut out = ProcessedBatch::default();
     let mut errors: Vec<ErrorLine> = Vec::new();
-    // rendered key -> (dataset, versions, lines)
-    let mut data: BTreeMap<String, (String, String, Vec<Json>)> = BTreeMap::new();
+    // Data objects in order of creation; `by_key` orders them by key.
+    let mut objects: Vec<DataObject> = Vec::new();
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
 
     // One record per line: aggregates unpacked in place, so stream order
     // (and the sub-sequence order within an aggregate) is kept.
@@ -258,125 +272,112 @@ pub fn process(
             continue;
         };
         let versions = plugins.versions();
-        let mut raws = Vec::with_capacity(indices.len());
+        let mut raw = RawBatch::with_capacity(feed, &msg.shard, indices.len(), 0);
         let mut raw_index = Vec::with_capacity(indices.len());
         for &i in &indices {
             let r = &records[i];
             match r.bytes() {
                 Ok(data) => {
-                    raws.push(RawRecord {
-                        data,
-                        source: Source {
-                            feed: feed.to_string(),
-                            shard: msg.shard.clone(),
-                            sequence: r.seq.clone(),
-                            partition_key: r.feed_and_key().1.to_string(),
-                            arrival_time_ms: r.t,
-                        },
-                    });
+                    raw.push(&data, &r.seq, r.feed_and_key().1, r.t);
                     raw_index.push(i);
                 }
                 Err(reason) => errors.push(error_line(msg, r, "decode", &reason, None, None)),
             }
         }
-        let started = std::time::Instant::now();
-        let parsed = plugins.parser.parse(&raws);
-        super::metrics::plugin_call("parser", feed, started);
-        let parsed = parsed.map_err(|source| ProcessError::Plugin {
+        let plugin_error = |source| ProcessError::Plugin {
             feed: feed.to_string(),
             source,
-        })?;
-        drop(raws);
-        let mut pending: Vec<Pending> = Vec::new();
-        for (j, result) in parsed.into_iter().enumerate() {
-            let i = raw_index[j];
-            match result {
-                Ok(events) => {
-                    pending.extend(events.into_iter().map(|event| Pending { event, record: i }))
-                }
-                Err(reason) => errors.push(error_line(
-                    msg,
-                    &records[i],
-                    "parse",
-                    &reason,
-                    Some(&plugins.parser),
-                    None,
-                )),
-            }
-        }
-        for t in plugins.transforms.iter_mut() {
-            if pending.is_empty() {
+        };
+        let started = std::time::Instant::now();
+        let chain = Chain::parse(&mut plugins.parser, &raw);
+        super::metrics::plugin_call("parser", feed, started);
+        let mut chain = chain.map_err(plugin_error)?;
+        drop(raw);
+        for (position, t) in plugins.transforms.iter_mut().enumerate() {
+            if chain.events.is_empty() {
                 break;
             }
-            let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
             let started = std::time::Instant::now();
-            let outcomes = t.transform(&events);
+            let result = chain.transform(t, position);
             super::metrics::plugin_call("transform", feed, started);
-            let outcomes = outcomes.map_err(|source| ProcessError::Plugin {
-                feed: feed.to_string(),
-                source,
-            })?;
-            let mut next = Vec::with_capacity(pending.len());
-            for (p, o) in pending.into_iter().zip(outcomes) {
-                match o {
-                    Outcome::Keep(event) => next.push(Pending {
-                        event,
-                        record: p.record,
-                    }),
-                    Outcome::Split(events) => {
-                        next.extend(events.into_iter().map(|event| Pending {
-                            event,
-                            record: p.record,
-                        }))
-                    }
-                    Outcome::Drop => out.dropped += 1,
-                    Outcome::Fail(reason) => errors.push(error_line(
-                        msg,
-                        &records[p.record],
-                        "transform",
-                        &reason,
-                        Some(t),
-                        Some(&p.event),
-                    )),
-                }
-            }
-            pending = next;
+            result.map_err(plugin_error)?;
         }
+        out.dropped += chain.dropped;
+        for rejected in &chain.rejected {
+            let (stage, plugin) = match rejected.stage {
+                Stage::Parse => ("parse", &plugins.parser),
+                Stage::Transform(k) => ("transform", &plugins.transforms[k]),
+            };
+            errors.push(error_line(
+                msg,
+                &records[raw_index[rejected.record as usize]],
+                stage,
+                &rejected.reason,
+                Some(plugin),
+                rejected.event.as_ref(),
+            ));
+        }
+
         // Lay out: part numbers count the outputs of each source record.
-        let mut part: HashMap<usize, u32> = HashMap::new();
-        for p in pending {
-            let r = &records[p.record];
-            let n = part.entry(p.record).or_insert(0);
-            let mut line = event_to_json(&p.event);
-            line["source"] = json!({
-                "feed": feed,
-                "shard": msg.shard,
-                "sequence": r.seq,
-                "part": *n,
-            });
-            *n += 1;
-            let key = layout.key_template.render(&KeyParts {
-                dataset: &p.event.dataset,
-                event_time_ms: p.event.event_time_ms,
-                shard: &msg.shard,
-                first_seq: &msg.first_seq,
-            });
-            let entry = data
-                .entry(key)
-                .or_insert_with(|| (p.event.dataset.clone(), versions.clone(), Vec::new()));
-            entry.2.push(line);
+        // Keys depend on the dataset and the hour of the event time only,
+        // so each (dataset, hour) is rendered once.
+        let mut parts = vec![0u32; raw_index.len()];
+        let mut slots: HashMap<(u32, i64), usize> = HashMap::new();
+        let mut writer = LineWriter::new(&chain.events);
+        for (event, &origin) in chain.events.iter().zip(&chain.origins) {
+            let r = &records[raw_index[origin as usize]];
+            let hour = event
+                .event_time_ms()
+                .div_euclid(KeyTemplate::GRANULARITY_MS);
+            let slot = *slots
+                .entry((event.dataset_index(), hour))
+                .or_insert_with(|| {
+                    let key = layout.key_template.render(&KeyParts {
+                        dataset: event.dataset(),
+                        event_time_ms: event.event_time_ms(),
+                        shard: &msg.shard,
+                        first_seq: &msg.first_seq,
+                    });
+                    *by_key.entry(key).or_insert_with(|| {
+                        objects.push(DataObject {
+                            dataset: event.dataset().to_string(),
+                            versions: versions.clone(),
+                            body: Vec::new(),
+                            lines: 0,
+                        });
+                        objects.len() - 1
+                    })
+                });
+            let object = &mut objects[slot];
+            let body = &mut object.body;
+            writer.write_event(body, &event);
+            body.extend_from_slice(b",\"source\":{\"feed\":");
+            write_json_str(body, feed);
+            body.extend_from_slice(b",\"part\":");
+            let part = &mut parts[origin as usize];
+            write!(body, "{part}").expect("writing to memory");
+            *part += 1;
+            body.extend_from_slice(b",\"sequence\":");
+            write_json_str(body, &r.seq);
+            body.extend_from_slice(b",\"shard\":");
+            write_json_str(body, &msg.shard);
+            body.extend_from_slice(b"}}\n");
+            object.lines += 1;
             out.events_out += 1;
         }
     }
 
-    for (key, (dataset, versions, lines)) in &data {
+    let mut objects: Vec<Option<DataObject>> = objects.into_iter().map(Some).collect();
+    for (key, slot) in by_key {
+        let o = objects[slot].take().expect("one key per object");
         out.objects.push(object(
-            key.clone(),
-            lines,
+            key,
+            o.body,
+            o.lines,
             layout,
             ObjectKind::Data,
-            dataset,
-            versions,
+            &o.dataset,
+            &o.versions,
             msg,
         ));
     }
@@ -399,17 +400,18 @@ pub fn process(
             .1
             .push(e.json);
     }
-    for (key, (feed, lines)) in &by_key {
+    for (key, (feed, lines)) in by_key {
         let versions = feeds
             .get(feed.as_str())
             .map(FeedPlugins::versions)
             .unwrap_or_default();
         out.objects.push(object(
-            key.clone(),
-            lines,
+            key,
+            json_lines(&lines),
+            lines.len(),
             layout,
             ObjectKind::Errors,
-            feed,
+            &feed,
             &versions,
             msg,
         ));

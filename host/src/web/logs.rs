@@ -26,7 +26,7 @@ use super::ingest::Accepted;
 use super::{ApiError, Generator, Shared};
 use crate::backend::StreamRecord;
 use crate::event::format_ms;
-use crate::plugin::{Generated, Tick};
+use crate::plugin::{GeneratedBatch, Tick};
 use crate::runtime::message::stream_key;
 use crate::runtime::stats::Stats;
 
@@ -40,7 +40,7 @@ pub struct LogsQuery {
 }
 
 /// One tick of `g` through a pooled instance, off the async threads.
-async fn generate(g: &Generator, count: u32, time_ms: i64) -> Result<Vec<Generated>, String> {
+async fn generate(g: &Generator, count: u32, time_ms: i64) -> Result<GeneratedBatch, String> {
     let instance = g.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let mut instance = match instance {
         Some(i) => i,
@@ -118,15 +118,15 @@ pub async fn logs(
         })?;
         let lines: Vec<String> = generated
             .iter()
-            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
             .collect();
         out.insert(
             name.clone(),
             json!({ "records": lines.len(), "lines": lines }),
         );
-        records.extend(generated.into_iter().map(|r| StreamRecord {
-            partition_key: stream_key(name, &r.partition_key),
-            data: r.data,
+        records.extend(generated.iter().map(|(key, data)| StreamRecord {
+            partition_key: stream_key(name, key),
+            data: data.to_vec(),
         }));
     }
     let n = records.len() as u64;

@@ -1,10 +1,13 @@
 //! Building events and reading their fields.
+//!
+//! Field names are [`Name`]s: a literal (`float("bid", x)`) costs nothing,
+//! and a name decoded from a batch is shared by every event of the batch.
 
-use crate::types::{Event, Field, Value};
+use crate::types::{Event, Field, Name, Value};
 
 /// A new event.
 pub fn event(
-    dataset: impl Into<String>,
+    dataset: impl Into<Name>,
     partition_key: impl Into<String>,
     event_time_ms: i64,
     fields: Vec<Field>,
@@ -18,7 +21,7 @@ pub fn event(
 }
 
 /// A field with any value.
-pub fn field(name: impl Into<String>, value: Value) -> Field {
+pub fn field(name: impl Into<Name>, value: Value) -> Field {
     Field {
         name: name.into(),
         value,
@@ -26,27 +29,27 @@ pub fn field(name: impl Into<String>, value: Value) -> Field {
 }
 
 /// A `float` field.
-pub fn float(name: impl Into<String>, value: f64) -> Field {
+pub fn float(name: impl Into<Name>, value: f64) -> Field {
     field(name, Value::Float(value))
 }
 
 /// An `integer` field.
-pub fn integer(name: impl Into<String>, value: i64) -> Field {
+pub fn integer(name: impl Into<Name>, value: i64) -> Field {
     field(name, Value::Integer(value))
 }
 
 /// A `text` field.
-pub fn text(name: impl Into<String>, value: impl Into<String>) -> Field {
+pub fn text(name: impl Into<Name>, value: impl Into<String>) -> Field {
     field(name, Value::Text(value.into()))
 }
 
 /// A `boolean` field.
-pub fn boolean(name: impl Into<String>, value: bool) -> Field {
+pub fn boolean(name: impl Into<Name>, value: bool) -> Field {
     field(name, Value::Boolean(value))
 }
 
 /// A `timestamp-ms` field.
-pub fn timestamp(name: impl Into<String>, ms: i64) -> Field {
+pub fn timestamp(name: impl Into<Name>, ms: i64) -> Field {
     field(name, Value::TimestampMs(ms))
 }
 

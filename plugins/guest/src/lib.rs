@@ -1,19 +1,28 @@
 //! Guest SDK for pipehost plugins.
 //!
-//! This crate binds the `plugin-base` world of `wit/plugin.wit` once, so that
-//! every plugin crate shares one set of types ([`types`]) and host functions
-//! ([`host`]). A plugin binds its own world with
+//! This crate binds the `plugin-base` world of `wit/plugin.wit`
+//! (`pipehost:plugin@0.2.0`) once, so that every plugin crate shares one set
+//! of WIT types ([`wit`]) and host functions ([`host`]). A plugin binds its
+//! own world with
 //!
 //! ```ignore
 //! wit_bindgen::generate!({
-//!     path: "../../../wit",
+//!     path: "../../../wit/plugin.wit",
 //!     world: "parser-plugin",
 //!     with: {
-//!         "pipehost:plugin/types@0.1.0": pipehost_guest::types,
-//!         "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+//!         "pipehost:plugin/types@0.2.0": pipehost_guest::wit,
+//!         "pipehost:plugin/host@0.2.0": pipehost_guest::host,
 //!     },
 //! });
 //! ```
+//!
+//! and implements its export in one line per function with [`abi`]:
+//! `abi::parse(batch, |records| parser.parse(records))`. The WIT types carry
+//! a batch in columns (every string once per batch); plugin logic never sees
+//! them: it works with the plain Rust types of [`types`] — [`types::Event`],
+//! [`types::Field`], [`types::Value`], [`types::RawRecord`],
+//! [`types::Outcome`], [`types::Generated`] — and [`abi`] converts in one
+//! pass each way.
 //!
 //! Everything else here is plain Rust that runs natively too: configuration
 //! decoding ([`config`]), RFC 3339 timestamps ([`time`]), a deterministic PRNG
@@ -29,22 +38,27 @@
 
 mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/plugin.wit",
         world: "plugin-base",
         additional_derives: [PartialEq],
     });
 }
 
-pub use bindings::pipehost::plugin::{host, types};
+pub use bindings::pipehost::plugin::host;
+/// The WIT types of `pipehost:plugin/types@0.2.0`: batches in columns.
+pub use bindings::pipehost::plugin::types as wit;
 
+pub mod abi;
 pub mod config;
 pub mod event;
 pub mod generate;
 pub mod json;
+mod name;
 pub mod names;
 pub mod record;
 pub mod rng;
 pub mod time;
+pub mod types;
 
 pub use config::{config, load_config};
 

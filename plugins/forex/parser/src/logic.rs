@@ -10,7 +10,7 @@
 use pipehost_guest::event::{event, float, text};
 use pipehost_guest::names::is_currency_pair;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, RawRecord};
+use pipehost_guest::types::{Event, Name, RawRecord};
 use pipehost_guest::{json, record};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -32,6 +32,8 @@ fn default_dataset() -> String {
 #[derive(Debug, Clone)]
 pub struct Parser {
     config: Config,
+    /// `config.dataset`, shared by every event (no allocation per event).
+    dataset: Name,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +62,10 @@ impl Parser {
                 "must not be empty",
             ));
         }
-        Ok(Parser { config })
+        Ok(Parser {
+            dataset: Name::from(&config.dataset),
+            config,
+        })
     }
 
     /// The dataset the events go to.
@@ -70,7 +75,7 @@ impl Parser {
 
     /// Parses a batch: one result per record, in order.
     pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(&r.data)).collect()
+        batch.iter().map(|r| self.parse_record(r.data)).collect()
     }
 
     /// Parses one raw record into its events, or the reason it is rejected.
@@ -94,7 +99,7 @@ impl Parser {
         }
         let time = parse_rfc3339(&q.ts).map_err(|e| format!("field `ts`: {e}"))?;
         Ok(event(
-            self.config.dataset.clone(),
+            self.dataset.clone(),
             q.pair.into_owned(),
             time,
             vec![
@@ -143,14 +148,11 @@ mod tests {
 
     #[test]
     fn batch_keeps_order_and_isolates_bad_records() {
-        let rec = |data: &str| RawRecord {
-            data: data.as_bytes().to_vec(),
+        let rec = |data: &'static str| RawRecord {
+            data: data.as_bytes(),
             source: Source {
-                feed: "forex".into(),
-                shard: String::new(),
-                sequence: String::new(),
-                partition_key: String::new(),
-                arrival_time_ms: 0,
+                feed: "forex",
+                ..Source::default()
             },
         };
         let out = parser().parse(&[rec(GOOD), rec("{"), rec(GOOD)]);

@@ -5,21 +5,19 @@
 
 pub mod logic;
 
-pub use exports::pipehost::plugin::transformer::Outcome;
 pub use logic::Transform;
-pub use pipehost_guest::types::{Event, Field, Value};
+pub use pipehost_guest::types::{Event, Field, Outcome, Value};
 
-use pipehost_guest::{Instance, host, log};
+use pipehost_guest::{Instance, abi, host, log, wit};
 use std::sync::Arc;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/plugin.wit",
     world: "transform-plugin",
     with: {
-        "pipehost:plugin/types@0.1.0": pipehost_guest::types,
-        "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+        "pipehost:plugin/types@0.2.0": pipehost_guest::wit,
+        "pipehost:plugin/host@0.2.0": pipehost_guest::host,
     },
-    additional_derives: [PartialEq],
 });
 
 static INSTANCE: Instance<Transform> = Instance::new();
@@ -39,14 +37,14 @@ impl exports::pipehost::plugin::transformer::Guest for Component {
         Ok(())
     }
 
-    fn transform(batch: Vec<Event>) -> Vec<Outcome> {
-        match instance() {
-            Ok(transform) => transform.transform(batch),
-            Err(reason) => batch
+    fn transform(batch: wit::EventBatch) -> wit::Transformed {
+        abi::transform(batch, |events| match instance() {
+            Ok(transform) => transform.transform(events),
+            Err(reason) => events
                 .iter()
                 .map(|_| Outcome::Fail(reason.clone()))
                 .collect(),
-        }
+        })
     }
 }
 

@@ -8,15 +8,15 @@ pub mod logic;
 pub use logic::Parser;
 pub use pipehost_guest::types::{Event, Field, RawRecord, Source, Value};
 
-use pipehost_guest::{Instance, host, log};
+use pipehost_guest::{Instance, abi, host, log, wit};
 use std::sync::Arc;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/plugin.wit",
     world: "parser-plugin",
     with: {
-        "pipehost:plugin/types@0.1.0": pipehost_guest::types,
-        "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+        "pipehost:plugin/types@0.2.0": pipehost_guest::wit,
+        "pipehost:plugin/host@0.2.0": pipehost_guest::host,
     },
 });
 
@@ -40,11 +40,11 @@ impl exports::pipehost::plugin::parser::Guest for Component {
         Ok(())
     }
 
-    fn parse(batch: Vec<RawRecord>) -> Vec<Result<Vec<Event>, String>> {
-        match instance() {
-            Ok(parser) => parser.parse(&batch),
-            Err(reason) => batch.iter().map(|_| Err(reason.clone())).collect(),
-        }
+    fn parse(batch: wit::RawBatch) -> wit::Parsed {
+        abi::parse(batch, |records| match instance() {
+            Ok(parser) => parser.parse(records),
+            Err(reason) => records.iter().map(|_| Err(reason.clone())).collect(),
+        })
     }
 }
 

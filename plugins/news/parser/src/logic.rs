@@ -16,7 +16,7 @@ use pipehost_guest::event::{event, text};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::record;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, RawRecord};
+use pipehost_guest::types::{Event, Name, RawRecord};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -40,6 +40,8 @@ fn default_dataset() -> String {
 #[derive(Debug, Clone)]
 pub struct Parser {
     config: Config,
+    /// `config.dataset`, shared by every event (no allocation per event).
+    dataset: Name,
 }
 
 /// Splits a `symbols` value: comma-separated, trimmed, empty entries
@@ -77,7 +79,10 @@ impl Parser {
                 "must not be empty",
             ));
         }
-        Ok(Parser { config })
+        Ok(Parser {
+            dataset: Name::from(&config.dataset),
+            config,
+        })
     }
 
     /// The dataset the events go to.
@@ -87,7 +92,7 @@ impl Parser {
 
     /// Parses a batch: one result per record, in order.
     pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(&r.data)).collect()
+        batch.iter().map(|r| self.parse_record(r.data)).collect()
     }
 
     /// Parses one raw record into its events, or the reason it is rejected.
@@ -145,7 +150,7 @@ impl Parser {
         if let Some(url) = url {
             fields.push(text("url", url.as_ref()));
         }
-        Ok(event(self.config.dataset.clone(), key, time, fields))
+        Ok(event(self.dataset.clone(), key, time, fields))
     }
 }
 

@@ -4,19 +4,19 @@
 
 pub mod logic;
 
-pub use exports::pipehost::plugin::generator::{Generated, Tick};
 pub use logic::Generator;
+pub use pipehost_guest::types::{Generated, Tick};
 
-use pipehost_guest::{Instance, host, log};
+use pipehost_guest::{Instance, abi, host, log, wit};
 use std::sync::Arc;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/plugin.wit",
     world: "generator-plugin",
     with: {
-        "pipehost:plugin/host@0.1.0": pipehost_guest::host,
+        "pipehost:plugin/types@0.2.0": pipehost_guest::wit,
+        "pipehost:plugin/host@0.2.0": pipehost_guest::host,
     },
-    additional_derives: [PartialEq],
 });
 
 static INSTANCE: Instance<Generator> = Instance::new();
@@ -36,8 +36,8 @@ impl exports::pipehost::plugin::generator::Guest for Component {
         Ok(())
     }
 
-    fn generate(tick: Tick) -> Result<Vec<Generated>, String> {
-        instance()?.generate(&tick)
+    fn generate(tick: Tick) -> Result<wit::GeneratedBatch, String> {
+        abi::generate(tick, |tick| instance()?.generate(tick))
     }
 }
 

@@ -198,15 +198,13 @@ mod tests {
         Generator::from_config_json("{}").unwrap()
     }
 
-    fn raw(g: &Generated) -> RawRecord {
+    fn raw(g: &Generated) -> RawRecord<'_> {
         RawRecord {
-            data: g.data.clone(),
+            data: &g.data,
             source: Source {
-                feed: "stock".into(),
-                shard: String::new(),
-                sequence: String::new(),
-                partition_key: g.partition_key.clone(),
-                arrival_time_ms: 0,
+                feed: "stock",
+                partition_key: &g.partition_key,
+                ..Source::default()
             },
         }
     }

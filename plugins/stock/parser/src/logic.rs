@@ -13,7 +13,7 @@ use pipehost_guest::event::{event, float, integer, text};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::record;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, RawRecord};
+use pipehost_guest::types::{Event, Name, RawRecord};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -37,6 +37,8 @@ fn default_dataset() -> String {
 #[derive(Debug, Clone)]
 pub struct Parser {
     config: Config,
+    /// `config.dataset`, shared by every event (no allocation per event).
+    dataset: Name,
 }
 
 fn column_name(index: usize) -> Cow<'static, str> {
@@ -69,7 +71,10 @@ impl Parser {
                 "must not be empty",
             ));
         }
-        Ok(Parser { config })
+        Ok(Parser {
+            dataset: Name::from(&config.dataset),
+            config,
+        })
     }
 
     /// The dataset the events go to.
@@ -79,7 +84,7 @@ impl Parser {
 
     /// Parses a batch: one result per record, in order.
     pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(&r.data)).collect()
+        batch.iter().map(|r| self.parse_record(r.data)).collect()
     }
 
     /// Parses one raw record into its events, or the reason it is rejected.
@@ -142,7 +147,7 @@ impl Parser {
         }
         let prev_close = number("prev_close", prev_close)?;
         Ok(event(
-            self.config.dataset.clone(),
+            self.dataset.clone(),
             symbol,
             time,
             vec![

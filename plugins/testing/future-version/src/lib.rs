@@ -1,24 +1,14 @@
-//! A transform plugin built against contract version 0.2.0, which this host
-//! does not speak: the loader must refuse it, naming both versions.
+//! A transform plugin built against contract version 0.3.0 (the copy of the
+//! WIT in `wit/` next to this crate), which this host does not speak: the
+//! loader must refuse it, naming the version.
 
 wit_bindgen::generate!({
-    inline: r#"
-        package pipehost:plugin@0.2.0;
-
-        interface transformer {
-            record event { dataset: string, partition-key: string }
-            init: func() -> result<_, string>;
-            transform: func(batch: list<event>) -> list<event>;
-        }
-
-        world transform-plugin {
-            export transformer;
-        }
-    "#,
+    path: "wit/plugin.wit",
     world: "transform-plugin",
 });
 
-use exports::pipehost::plugin::transformer::{Event, Guest};
+use exports::pipehost::plugin::transformer::Guest;
+use pipehost::plugin::types::{EventBatch, Outcome, Transformed};
 
 struct Future;
 
@@ -26,8 +16,12 @@ impl Guest for Future {
     fn init() -> Result<(), String> {
         Ok(())
     }
-    fn transform(batch: Vec<Event>) -> Vec<Event> {
-        batch
+    fn transform(batch: EventBatch) -> Transformed {
+        let outcomes = vec![Outcome::Keep; batch.events.len()];
+        Transformed {
+            events: batch,
+            outcomes,
+        }
     }
 }
 
