@@ -18,7 +18,9 @@
 //!
 //! and implements its export in one line per function with [`abi`]:
 //! `abi::parse(batch, |records| parser.parse(records))`. The WIT types carry
-//! a batch in columns (every string once per batch); plugin logic never sees
+//! a batch in columns (every string once per batch, every per-event,
+//! per-field and per-record column a list of one primitive type); plugin
+//! logic never sees
 //! them: it works with the plain Rust types of [`types`] — [`types::Event`],
 //! [`types::Field`], [`types::Value`], [`types::RawRecord`],
 //! [`types::Outcome`], [`types::Generated`] — and [`abi`] converts in one
