@@ -47,10 +47,17 @@ mod bindings {
 }
 
 pub use bindings::pipehost::plugin::host;
+
+/// Every plugin built with the SDK allocates through size classes (see
+/// [`allocator`]); natively the tests keep the standard allocator.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: allocator::SizeClasses = allocator::SizeClasses::new();
 /// The WIT types of `pipehost:plugin/types@0.2.0`: batches in columns.
 pub use bindings::pipehost::plugin::types as wit;
 
 pub mod abi;
+pub mod allocator;
 pub mod config;
 pub mod event;
 pub mod generate;
