@@ -108,19 +108,30 @@ pub struct Interner {
     recent: Vec<(Name, u32)>,
     /// Content → index, once there are more than [`LINEAR_NAMES`] names.
     map: Option<HashMap<Box<str>, u32>>,
+    /// The entry of `recent` after the last one found: events of a batch
+    /// mostly repeat one field order, so the next name is usually there.
+    guess: usize,
 }
 
 impl Interner {
     /// The index of `name`, adding it if new.
     pub fn intern(&mut self, name: &Name) -> u32 {
-        for (seen, index) in &self.recent {
+        if let Some((seen, index)) = self.recent.get(self.guess)
+            && seen.same_storage(name)
+        {
+            self.guess += 1;
+            return *index;
+        }
+        for (k, (seen, index)) in self.recent.iter().enumerate() {
             if seen.same_storage(name) {
+                self.guess = k + 1;
                 return *index;
             }
         }
         let index = self.intern_str(name);
         if self.recent.len() < RECENT_NAMES {
             self.recent.push((name.clone(), index));
+            self.guess = self.recent.len();
         }
         index
     }
