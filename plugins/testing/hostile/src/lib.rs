@@ -19,7 +19,7 @@
 //! | `bad-kind`      | a field kind that is no kind (9)                      |
 //! | `bad-columns`   | one `event-time` short of the events                  |
 //! | `bad-fields`    | `event-fields-end` running backwards                  |
-//! | `bad-count`     | one `keep` too many for the events returned           |
+//! | `bad-count`     | `split(2)` for the first event: one event too many    |
 //! | `bad-outcome`   | a `keep` that claims two events                       |
 //! | other           | behaves: keeps every event unchanged                  |
 //!
