@@ -48,8 +48,13 @@ pub struct SizeClasses {
     state: UnsafeCell<State>,
 }
 
-// SAFETY: only installed where there is one thread (wasm32 components);
-// the tests use an instance from one thread.
+// SAFETY: there is no locking, so this is only `Sync` where a component
+// has one thread (wasm32 without the atomics feature, as wasm32-wasip2
+// builds today); natively it is not, so it cannot be installed as a
+// multi-threaded program's global allocator by mistake, and the tests use
+// an instance from one thread. Should plugins ever gain threads, this
+// stops compiling as the global allocator instead of racing.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 unsafe impl Sync for SizeClasses {}
 
 impl SizeClasses {
