@@ -177,13 +177,20 @@ fn malformed_columns_are_a_contract_error_and_the_host_carries_on() {
     let mut inst = plugin.instantiate("{}").unwrap();
     for (mode, problem) in [
         ("bad-name", "event 0: dataset index"),
-        ("bad-span", "event 0: partition key span 2.."),
+        ("bad-span", "event 0: partition key span 0.."),
         ("bad-utf8-span", "cuts a UTF-8 character"),
+        ("bad-text", "event 0, field `n`: text value span 0..100"),
+        ("bad-kind", "event 0, field `n`: kind 9 is not a field kind"),
+        (
+            "bad-columns",
+            "event columns differ in length: event-dataset has 2 entries but event-time has 1",
+        ),
         ("bad-fields", "fields-end"),
         (
             "bad-count",
             "transform outcomes account for 3 events but 2 were returned",
         ),
+        ("bad-outcome", "outcome 0: a keep yields 1 events, not 2"),
     ] {
         let err = inst.transform(&[event(mode), event("x")]).expect_err(mode);
         assert!(matches!(err, PluginError::Contract { .. }), "{mode}: {err}");
@@ -196,5 +203,5 @@ fn malformed_columns_are_a_contract_error_and_the_host_carries_on() {
         assert!(!inst.is_live(), "{mode}: the instance was discarded");
         assert_recovers(&mut inst);
     }
-    assert_eq!(inst.stats().failures, 5);
+    assert_eq!(inst.stats().failures, 9);
 }

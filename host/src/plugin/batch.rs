@@ -73,10 +73,6 @@ pub enum Outcome {
     Fail(String),
 }
 
-/// What became of one input event, in a [`Transformed`] batch: `Keep` and
-/// `Split(n)` consume the next 1 and `n` events of its output.
-pub use wit::Outcome as BatchOutcome;
-
 /// A generated record, owned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Generated {
@@ -123,36 +119,68 @@ fn to_u32(n: usize, what: &str) -> u32 {
     u32::try_from(n).unwrap_or_else(|_| panic!("batch {what} over 4 GiB"))
 }
 
-fn push_span(text: &mut String, s: &str) -> wit::Span {
-    let start = to_u32(text.len(), "text");
+/// `field-kind` codes (see `wit/plugin.wit`).
+pub(crate) mod kind {
+    pub const BOOLEAN: u8 = 0;
+    pub const INTEGER: u8 = 1;
+    pub const FLOAT: u8 = 2;
+    pub const TEXT: u8 = 3;
+    pub const TIMESTAMP: u8 = 4;
+}
+
+/// `outcome-kind` codes (see `wit/plugin.wit`).
+pub(crate) mod outcome_kind {
+    pub const KEEP: u8 = 0;
+    pub const DROP: u8 = 1;
+    pub const SPLIT: u8 = 2;
+    pub const FAIL: u8 = 3;
+}
+
+/// A packed span: start in the low 32 bits, end in the high 32.
+fn pack_span(start: usize, end: usize) -> i64 {
+    (u64::from(to_u32(start, "text")) | (u64::from(to_u32(end, "text")) << 32)) as i64
+}
+
+fn unpack_span(bits: i64) -> (usize, usize) {
+    let bits = bits as u64;
+    ((bits & 0xffff_ffff) as usize, (bits >> 32) as usize)
+}
+
+/// Appends `s` to `text`; returns where it ends.
+fn push_end(text: &mut String, s: &str) -> u32 {
     text.push_str(s);
-    wit::Span {
-        start,
-        end: to_u32(text.len(), "text"),
-    }
+    to_u32(text.len(), "text")
 }
 
-/// Whether `span` is a range of `text` with both ends on char boundaries.
-fn span_ok(text: &str, span: wit::Span) -> bool {
-    span.start <= span.end
-        && text.is_char_boundary(span.start as usize)
-        && text.is_char_boundary(span.end as usize)
-}
-
-fn span_problem(text: &str, span: wit::Span) -> String {
-    if span.start > span.end || span.end as usize > text.len() {
-        format!(
-            "span {}..{} is not a range of the batch text ({} bytes)",
-            span.start,
-            span.end,
+/// Whether `start..end` is a range of `text` with both ends on char
+/// boundaries; if not, what is wrong.
+fn range_problem(text: &str, what: &str, start: usize, end: usize) -> Option<String> {
+    if start > end || end > text.len() {
+        Some(format!(
+            "span {start}..{end} is not a range of the batch's {what} ({} bytes)",
             text.len()
-        )
+        ))
+    } else if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        Some(format!(
+            "span {start}..{end} cuts a UTF-8 character of the batch's {what}"
+        ))
     } else {
-        format!(
-            "span {}..{} cuts a UTF-8 character of the batch text",
-            span.start, span.end
-        )
+        None
     }
+}
+
+/// Checks that columns meant to be parallel have one length.
+fn same_lengths(what: &str, cols: &[(&str, usize)]) -> Result<usize, String> {
+    let n = cols[0].1;
+    for (name, len) in &cols[1..] {
+        if *len != n {
+            return Err(format!(
+                "{what} columns differ in length: {} has {n} entries but {name} has {len}",
+                cols[0].0
+            ));
+        }
+    }
+    Ok(n)
 }
 
 /// A batch of events in columns, checked. Cheap to read, cheap to pass to
@@ -173,9 +201,15 @@ impl Default for EventBatch {
 fn empty_events() -> wit::EventBatch {
     wit::EventBatch {
         names: Vec::new(),
+        keys: String::new(),
         text: String::new(),
-        events: Vec::new(),
-        fields: Vec::new(),
+        event_dataset: Vec::new(),
+        event_key_end: Vec::new(),
+        event_time: Vec::new(),
+        event_fields_end: Vec::new(),
+        field_name: Vec::new(),
+        field_kind: Vec::new(),
+        field_bits: Vec::new(),
     }
 }
 
@@ -185,57 +219,95 @@ impl EventBatch {
         Self::default()
     }
 
-    /// Checks columns a plugin returned. The error says what is wrong, for
-    /// a [`super::PluginError::Contract`].
+    /// Checks columns a plugin returned, each index, end offset, span and
+    /// code once. The error says what is wrong, for a
+    /// [`super::PluginError::Contract`].
     pub(crate) fn check(cols: wit::EventBatch) -> Result<Self, String> {
-        let names = cols.names.len();
-        let text = cols.text.as_str();
-        let fields = &cols.fields;
-        let mut start = 0usize;
-        for (i, e) in cols.events.iter().enumerate() {
-            if e.dataset as usize >= names {
+        let events = same_lengths(
+            "event",
+            &[
+                ("event-dataset", cols.event_dataset.len()),
+                ("event-key-end", cols.event_key_end.len()),
+                ("event-time", cols.event_time.len()),
+                ("event-fields-end", cols.event_fields_end.len()),
+            ],
+        )?;
+        let fields = same_lengths(
+            "field",
+            &[
+                ("field-name", cols.field_name.len()),
+                ("field-kind", cols.field_kind.len()),
+                ("field-bits", cols.field_bits.len()),
+            ],
+        )?;
+        let names = cols.names.len() as u32;
+        let (keys, text) = (cols.keys.as_str(), cols.text.as_str());
+        let (mut key_start, mut first_field) = (0usize, 0usize);
+        for i in 0..events {
+            let dataset = cols.event_dataset[i];
+            if dataset >= names {
                 return Err(format!(
-                    "event {i}: dataset index {} is out of range ({names} names)",
-                    e.dataset
+                    "event {i}: dataset index {dataset} is out of range ({names} names)"
                 ));
             }
-            if !span_ok(text, e.partition_key) {
+            let key_end = cols.event_key_end[i] as usize;
+            if let Some(p) = range_problem(keys, "keys", key_start, key_end) {
+                return Err(format!("event {i}: partition key {p}"));
+            }
+            key_start = key_end;
+            let end = cols.event_fields_end[i] as usize;
+            if end < first_field || end > fields {
                 return Err(format!(
-                    "event {i}: partition key {}",
-                    span_problem(text, e.partition_key)
+                    "event {i}: fields-end {end} is outside {first_field}..={fields} (it must not decrease, nor pass the {fields} fields)"
                 ));
             }
-            let end = e.fields_end as usize;
-            if end < start || end > fields.len() {
-                return Err(format!(
-                    "event {i}: fields-end {end} is outside {start}..={} (it must not decrease, nor pass the {} fields)",
-                    fields.len(),
-                    fields.len()
-                ));
-            }
-            for (j, f) in fields[start..end].iter().enumerate() {
-                if f.name as usize >= names {
+            for j in first_field..end {
+                let name = cols.field_name[j];
+                if name >= names {
                     return Err(format!(
-                        "event {i}, field {j}: name index {} is out of range ({names} names)",
-                        f.name
+                        "event {i}, field {}: name index {name} is out of range ({names} names)",
+                        j - first_field
                     ));
                 }
-                if let wit::Value::Text(span) = f.value
-                    && !span_ok(text, span)
-                {
-                    return Err(format!(
-                        "event {i}, field `{}`: text value {}",
-                        cols.names[f.name as usize],
-                        span_problem(text, span)
-                    ));
+                match cols.field_kind[j] {
+                    kind::BOOLEAN => {
+                        if !matches!(cols.field_bits[j], 0 | 1) {
+                            return Err(format!(
+                                "event {i}, field `{}`: boolean bits {} are neither 0 nor 1",
+                                cols.names[name as usize], cols.field_bits[j]
+                            ));
+                        }
+                    }
+                    kind::TEXT => {
+                        let (start, end) = unpack_span(cols.field_bits[j]);
+                        if let Some(p) = range_problem(text, "text", start, end) {
+                            return Err(format!(
+                                "event {i}, field `{}`: text value {p}",
+                                cols.names[name as usize]
+                            ));
+                        }
+                    }
+                    kind::INTEGER | kind::FLOAT | kind::TIMESTAMP => {}
+                    other => {
+                        return Err(format!(
+                            "event {i}, field `{}`: kind {other} is not a field kind (0 to 4)",
+                            cols.names[name as usize]
+                        ));
+                    }
                 }
             }
-            start = end;
+            first_field = end;
         }
-        if start != fields.len() {
+        if first_field != fields {
             return Err(format!(
-                "{} fields belong to no event (the last event's fields-end is {start})",
-                fields.len() - start
+                "{} fields belong to no event (the last event's fields-end is {first_field})",
+                fields - first_field
+            ));
+        }
+        if key_start != keys.len() {
+            return Err(format!(
+                "{} bytes of keys belong to no event",
+                keys.len() - key_start
             ));
         }
         Ok(Self { cols })
@@ -256,38 +328,43 @@ impl EventBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.cols.events.len()
+        self.cols.event_dataset.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cols.events.is_empty()
+        self.cols.event_dataset.is_empty()
+    }
+
+    fn view(&self, index: usize, key_start: u32, first_field: u32) -> EventView<'_> {
+        EventView {
+            batch: self,
+            index,
+            key_start,
+            first_field,
+        }
     }
 
     /// Event `index` (panics past the end, like a slice).
     pub fn get(&self, index: usize) -> EventView<'_> {
-        let e = &self.cols.events[index];
-        let start = match index {
-            0 => 0,
-            _ => self.cols.events[index - 1].fields_end,
+        let _ = self.cols.event_dataset[index];
+        let (key_start, first_field) = match index {
+            0 => (0, 0),
+            _ => (
+                self.cols.event_key_end[index - 1],
+                self.cols.event_fields_end[index - 1],
+            ),
         };
-        EventView {
-            batch: self,
-            event: e,
-            first_field: start,
-        }
+        self.view(index, key_start, first_field)
     }
 
     /// The events in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = EventView<'_>> + '_ {
-        let mut start = 0u32;
-        self.cols.events.iter().map(move |e| {
-            let first_field = start;
-            start = e.fields_end;
-            EventView {
-                batch: self,
-                event: e,
-                first_field,
-            }
+        let (mut key_start, mut first_field) = (0u32, 0u32);
+        (0..self.len()).map(move |i| {
+            let v = self.view(i, key_start, first_field);
+            key_start = self.cols.event_key_end[i];
+            first_field = self.cols.event_fields_end[i];
+            v
         })
     }
 
@@ -298,7 +375,7 @@ impl EventBatch {
 
     /// Total fields of all events.
     pub fn field_count(&self) -> usize {
-        self.cols.fields.len()
+        self.cols.field_name.len()
     }
 
     /// Approximate payload size, for the output-size cap: names and text
@@ -310,16 +387,29 @@ impl EventBatch {
 
 pub(crate) fn approx_bytes(cols: &wit::EventBatch) -> usize {
     cols.names.iter().map(String::len).sum::<usize>()
+        + cols.keys.len()
         + cols.text.len()
-        + 8 * cols.events.len()
-        + 8 * cols.fields.len()
+        + 8 * cols.event_dataset.len()
+        + 8 * cols.field_name.len()
+}
+
+/// How many events a returned batch claims (its longest event column, so
+/// the output cap holds before the columns are checked).
+pub(crate) fn claimed_events(cols: &wit::EventBatch) -> usize {
+    cols.event_dataset
+        .len()
+        .max(cols.event_key_end.len())
+        .max(cols.event_time.len())
+        .max(cols.event_fields_end.len())
 }
 
 /// One event of a batch. `Copy`; every accessor borrows from the batch.
 #[derive(Clone, Copy)]
 pub struct EventView<'a> {
     batch: &'a EventBatch,
-    event: &'a wit::Event,
+    index: usize,
+    /// Where its partition key starts in the batch's keys.
+    key_start: u32,
     /// This event's run of the batch's fields.
     first_field: u32,
 }
@@ -336,17 +426,12 @@ impl std::fmt::Debug for EventView<'_> {
 }
 
 impl<'a> EventView<'a> {
-    fn field_columns(&self) -> &'a [wit::Field] {
-        &self.batch.cols.fields[self.first_field as usize..self.event.fields_end as usize]
-    }
-
-    fn text(&self, span: wit::Span) -> &'a str {
-        // Checked when the batch was made.
-        &self.batch.cols.text[span.start as usize..span.end as usize]
+    fn field_range(&self) -> Range<usize> {
+        self.first_field as usize..self.batch.cols.event_fields_end[self.index] as usize
     }
 
     pub fn dataset(&self) -> &'a str {
-        &self.batch.cols.names[self.event.dataset as usize]
+        &self.batch.cols.names[self.dataset_index() as usize]
     }
 
     /// The names of the batch the event belongs to ([`EventBatch::names`]).
@@ -356,44 +441,48 @@ impl<'a> EventView<'a> {
 
     /// The dataset's index in [`EventBatch::names`].
     pub fn dataset_index(&self) -> u32 {
-        self.event.dataset
+        self.batch.cols.event_dataset[self.index]
     }
 
     pub fn partition_key(&self) -> &'a str {
-        self.text(self.event.partition_key)
+        // Checked when the batch was made.
+        &self.batch.cols.keys
+            [self.key_start as usize..self.batch.cols.event_key_end[self.index] as usize]
     }
 
     pub fn event_time_ms(&self) -> i64 {
-        self.event.event_time_ms
+        self.batch.cols.event_time[self.index]
     }
 
     /// How many fields the event has.
     pub fn field_count(&self) -> usize {
-        (self.event.fields_end - self.first_field) as usize
+        self.field_range().len()
     }
 
     /// The fields in the plugin's order, as `(name, value)`.
     pub fn fields(&self) -> impl ExactSizeIterator<Item = (&'a str, ValueRef<'a>)> + 'a {
         let batch = self.batch;
-        self.field_columns()
-            .iter()
-            .map(move |f| (batch.cols.names[f.name as usize].as_str(), value(batch, f)))
+        self.field_range().map(move |j| {
+            (
+                batch.cols.names[batch.cols.field_name[j] as usize].as_str(),
+                value(batch, j),
+            )
+        })
     }
 
     /// The fields as `(name index, value)`; name indices refer to
     /// [`EventBatch::names`].
     pub fn indexed_fields(&self) -> impl ExactSizeIterator<Item = (u32, ValueRef<'a>)> + 'a {
         let batch = self.batch;
-        self.field_columns()
-            .iter()
-            .map(move |f| (f.name, value(batch, f)))
+        self.field_range()
+            .map(move |j| (batch.cols.field_name[j], value(batch, j)))
     }
 
     /// Field `k` of the event (in the plugin's order) as `(name index,
     /// value)`; panics past [`Self::field_count`], like a slice.
     pub fn indexed_field(&self, k: usize) -> (u32, ValueRef<'a>) {
-        let f = &self.field_columns()[k];
-        (f.name, value(self.batch, f))
+        let j = self.field_range().nth(k).expect("field index in range");
+        (self.batch.cols.field_name[j], value(self.batch, j))
     }
 
     /// The value of the first field named `name`.
@@ -418,13 +507,19 @@ impl<'a> EventView<'a> {
     }
 }
 
-fn value<'a>(batch: &'a EventBatch, f: &wit::Field) -> ValueRef<'a> {
-    match f.value {
-        wit::Value::Boolean(b) => ValueRef::Boolean(b),
-        wit::Value::Integer(i) => ValueRef::Integer(i),
-        wit::Value::Float(x) => ValueRef::Float(x),
-        wit::Value::Text(s) => ValueRef::Text(&batch.cols.text[s.start as usize..s.end as usize]),
-        wit::Value::TimestampMs(ms) => ValueRef::TimestampMs(ms),
+/// Field `j` of a checked batch.
+fn value(batch: &EventBatch, j: usize) -> ValueRef<'_> {
+    let bits = batch.cols.field_bits[j];
+    match batch.cols.field_kind[j] {
+        kind::BOOLEAN => ValueRef::Boolean(bits != 0),
+        kind::INTEGER => ValueRef::Integer(bits),
+        kind::FLOAT => ValueRef::Float(f64::from_bits(bits as u64)),
+        kind::TEXT => {
+            let (start, end) = unpack_span(bits);
+            ValueRef::Text(&batch.cols.text[start..end])
+        }
+        // Checked when the batch was made: the only other kind.
+        _ => ValueRef::TimestampMs(bits),
     }
 }
 
@@ -462,24 +557,30 @@ impl EventBatchBuilder {
         fields: impl Iterator<Item = (impl AsRef<str>, ValueRef<'v>)>,
     ) {
         let dataset = self.name(dataset);
-        let partition_key = push_span(&mut self.cols.text, partition_key);
+        let key_end = push_end(&mut self.cols.keys, partition_key);
         for (name, v) in fields {
             let name = self.name(name.as_ref());
-            let value = match v {
-                ValueRef::Boolean(b) => wit::Value::Boolean(b),
-                ValueRef::Integer(i) => wit::Value::Integer(i),
-                ValueRef::Float(x) => wit::Value::Float(x),
-                ValueRef::Text(s) => wit::Value::Text(push_span(&mut self.cols.text, s)),
-                ValueRef::TimestampMs(ms) => wit::Value::TimestampMs(ms),
+            let (k, bits) = match v {
+                ValueRef::Boolean(b) => (kind::BOOLEAN, i64::from(b)),
+                ValueRef::Integer(i) => (kind::INTEGER, i),
+                ValueRef::Float(x) => (kind::FLOAT, x.to_bits() as i64),
+                ValueRef::Text(s) => {
+                    let start = self.cols.text.len();
+                    self.cols.text.push_str(s);
+                    (kind::TEXT, pack_span(start, self.cols.text.len()))
+                }
+                ValueRef::TimestampMs(ms) => (kind::TIMESTAMP, ms),
             };
-            self.cols.fields.push(wit::Field { name, value });
+            self.cols.field_name.push(name);
+            self.cols.field_kind.push(k);
+            self.cols.field_bits.push(bits);
         }
-        self.cols.events.push(wit::Event {
-            dataset,
-            partition_key,
-            event_time_ms,
-            fields_end: to_u32(self.cols.fields.len(), "fields"),
-        });
+        self.cols.event_dataset.push(dataset);
+        self.cols.event_key_end.push(key_end);
+        self.cols.event_time.push(event_time_ms);
+        self.cols
+            .event_fields_end
+            .push(to_u32(self.cols.field_name.len(), "fields"));
     }
 
     /// Appends an owned event.
@@ -505,11 +606,11 @@ impl EventBatchBuilder {
     }
 
     pub fn len(&self) -> usize {
-        self.cols.events.len()
+        self.cols.event_dataset.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cols.events.is_empty()
+        self.cols.event_dataset.is_empty()
     }
 
     /// The batch (valid by construction).
@@ -548,22 +649,22 @@ impl RawBatch {
                 shard: shard.to_string(),
                 data: Vec::with_capacity(bytes),
                 text: String::with_capacity(records * 16),
-                records: Vec::with_capacity(records),
+                record_data_end: Vec::with_capacity(records),
+                record_sequence_end: Vec::with_capacity(records),
+                record_key_end: Vec::with_capacity(records),
+                record_arrival_time: Vec::with_capacity(records),
             },
         }
     }
 
     /// Appends a record.
     pub fn push(&mut self, data: &[u8], sequence: &str, partition_key: &str, arrival_time_ms: i64) {
-        self.cols.data.extend_from_slice(data);
-        let sequence = push_span(&mut self.cols.text, sequence);
-        let partition_key = push_span(&mut self.cols.text, partition_key);
-        self.cols.records.push(wit::RawMeta {
-            data_end: to_u32(self.cols.data.len(), "data"),
-            sequence,
-            partition_key,
-            arrival_time_ms,
-        });
+        let c = &mut self.cols;
+        c.data.extend_from_slice(data);
+        c.record_data_end.push(to_u32(c.data.len(), "data"));
+        c.record_sequence_end.push(push_end(&mut c.text, sequence));
+        c.record_key_end.push(push_end(&mut c.text, partition_key));
+        c.record_arrival_time.push(arrival_time_ms);
     }
 
     /// Batches of owned records: one per run of records sharing feed and
@@ -596,27 +697,30 @@ impl RawBatch {
     }
 
     pub fn len(&self) -> usize {
-        self.cols.records.len()
+        self.cols.record_data_end.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cols.records.is_empty()
+        self.cols.record_data_end.is_empty()
     }
 
     /// The records in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = RawView<'_>> + '_ {
-        let mut start = 0usize;
-        let text = &self.cols.text;
-        self.cols.records.iter().map(move |m| {
-            let end = m.data_end as usize;
-            let data = &self.cols.data[start..end];
-            start = end;
-            RawView {
-                data,
-                sequence: &text[m.sequence.start as usize..m.sequence.end as usize],
-                partition_key: &text[m.partition_key.start as usize..m.partition_key.end as usize],
-                arrival_time_ms: m.arrival_time_ms,
-            }
+        let c = &self.cols;
+        let (mut data_start, mut text_start) = (0usize, 0usize);
+        (0..self.len()).map(move |i| {
+            let data_end = c.record_data_end[i] as usize;
+            let seq_end = c.record_sequence_end[i] as usize;
+            let key_end = c.record_key_end[i] as usize;
+            let view = RawView {
+                data: &c.data[data_start..data_end],
+                sequence: &c.text[text_start..seq_end],
+                partition_key: &c.text[seq_end..key_end],
+                arrival_time_ms: c.record_arrival_time[i],
+            };
+            data_start = data_end;
+            text_start = key_end;
+            view
         })
     }
 }
@@ -632,6 +736,49 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// Checks the columns of `parsed` (counts per record, rejections)
+    /// against the `records` sent and the events returned.
+    pub(crate) fn from_columns(
+        events: EventBatch,
+        record_events: Vec<u32>,
+        rejected: Vec<u32>,
+        reasons: Vec<String>,
+        records: usize,
+    ) -> Result<Self, String> {
+        if record_events.len() != records {
+            return Err(format!(
+                "parse returned {} results for {records} records (must be one per record)",
+                record_events.len()
+            ));
+        }
+        if rejected.len() != reasons.len() {
+            return Err(format!(
+                "parse rejected {} records but gave {} reasons (must be one per rejection)",
+                rejected.len(),
+                reasons.len()
+            ));
+        }
+        let mut results: Vec<Result<u32, String>> = record_events.into_iter().map(Ok).collect();
+        let mut next = 0usize;
+        for (index, reason) in rejected.into_iter().zip(reasons) {
+            let i = index as usize;
+            if i < next || i >= records {
+                return Err(format!(
+                    "rejected record {index} is out of order or out of range ({records} records)"
+                ));
+            }
+            if results[i] != Ok(0) {
+                return Err(format!(
+                    "rejected record {index} claims {} events (a rejected record yields none)",
+                    results[i].as_ref().unwrap_or(&0)
+                ));
+            }
+            results[i] = Err(reason);
+            next = i + 1;
+        }
+        Self::check(events, results, records)
+    }
+
     /// Checks counts against the `records` sent and the events returned.
     pub(crate) fn check(
         events: EventBatch,
@@ -681,6 +828,16 @@ impl Parsed {
     }
 }
 
+/// What became of one input event, in a [`Transformed`] batch: `Keep` and
+/// `Split(n)` consume the next 1 and `n` events of its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Keep,
+    Drop,
+    Split(u32),
+    Fail(String),
+}
+
 /// A transform's answer to an [`EventBatch`], checked: one outcome per
 /// input event, `keep`s and `split`s consuming exactly `events`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -690,6 +847,61 @@ pub struct Transformed {
 }
 
 impl Transformed {
+    /// Checks the columns of `transformed` (a code and a count per input
+    /// event, a reason per failure) and turns them into outcomes.
+    pub(crate) fn from_columns(
+        events: EventBatch,
+        kinds: Vec<u8>,
+        counts: Vec<u32>,
+        reasons: Vec<String>,
+        inputs: usize,
+    ) -> Result<Self, String> {
+        if kinds.len() != inputs || counts.len() != inputs {
+            return Err(format!(
+                "transform returned {} outcome kinds and {} counts for {inputs} events (must be one each per event)",
+                kinds.len(),
+                counts.len()
+            ));
+        }
+        let mut reasons = reasons.into_iter();
+        let mut outcomes = Vec::with_capacity(inputs);
+        for (i, (k, n)) in kinds.into_iter().zip(counts).enumerate() {
+            let expected = match k {
+                outcome_kind::KEEP => Some(1),
+                outcome_kind::DROP | outcome_kind::FAIL => Some(0),
+                outcome_kind::SPLIT => None,
+                other => {
+                    return Err(format!(
+                        "outcome {i}: kind {other} is not an outcome kind (0 to 3)"
+                    ));
+                }
+            };
+            if let Some(e) = expected
+                && n != e
+            {
+                return Err(format!(
+                    "outcome {i}: a {} yields {e} events, not {n}",
+                    ["keep", "drop", "split", "fail"][k as usize]
+                ));
+            }
+            outcomes.push(match k {
+                outcome_kind::KEEP => BatchOutcome::Keep,
+                outcome_kind::DROP => BatchOutcome::Drop,
+                outcome_kind::SPLIT => BatchOutcome::Split(n),
+                _ => BatchOutcome::Fail(reasons.next().ok_or_else(|| {
+                    format!("outcome {i}: a fail without a reason (too few reasons)")
+                })?),
+            });
+        }
+        if reasons.len() != 0 {
+            return Err(format!(
+                "{} reasons belong to no fail outcome",
+                reasons.len()
+            ));
+        }
+        Self::check(events, outcomes, inputs)
+    }
+
     pub(crate) fn check(
         events: EventBatch,
         outcomes: Vec<BatchOutcome>,
@@ -754,16 +966,23 @@ pub struct GeneratedBatch {
 
 impl GeneratedBatch {
     pub(crate) fn check(cols: wit::GeneratedBatch) -> Result<Self, String> {
+        let n = same_lengths(
+            "record",
+            &[
+                ("record-key", cols.record_key.len()),
+                ("record-data-end", cols.record_data_end.len()),
+            ],
+        )?;
         let mut start = 0usize;
-        for (i, m) in cols.records.iter().enumerate() {
-            if m.key as usize >= cols.keys.len() {
+        for i in 0..n {
+            let key = cols.record_key[i];
+            if key as usize >= cols.keys.len() {
                 return Err(format!(
-                    "record {i}: key index {} is out of range ({} keys)",
-                    m.key,
+                    "record {i}: key index {key} is out of range ({} keys)",
                     cols.keys.len()
                 ));
             }
-            let end = m.data_end as usize;
+            let end = cols.record_data_end[i] as usize;
             if end < start || end > cols.data.len() {
                 return Err(format!(
                     "record {i}: data-end {end} is outside {start}..={} (it must not decrease, nor pass the {} bytes)",
@@ -788,7 +1007,8 @@ impl GeneratedBatch {
         let mut cols = wit::GeneratedBatch {
             keys: Vec::new(),
             data: Vec::new(),
-            records: Vec::new(),
+            record_key: Vec::new(),
+            record_data_end: Vec::new(),
         };
         for g in records {
             let key = *keys.entry(&g.partition_key).or_insert_with(|| {
@@ -796,30 +1016,29 @@ impl GeneratedBatch {
                 to_u32(cols.keys.len() - 1, "keys")
             });
             cols.data.extend_from_slice(&g.data);
-            cols.records.push(wit::GeneratedMeta {
-                key,
-                data_end: to_u32(cols.data.len(), "data"),
-            });
+            cols.record_key.push(key);
+            cols.record_data_end.push(to_u32(cols.data.len(), "data"));
         }
         Self { cols }
     }
 
     pub fn len(&self) -> usize {
-        self.cols.records.len()
+        self.cols.record_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cols.records.is_empty()
+        self.cols.record_key.is_empty()
     }
 
     /// The records in order, as `(partition key, data)`.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
         let mut start = 0usize;
-        self.cols.records.iter().map(move |m| {
-            let end = m.data_end as usize;
-            let data = &self.cols.data[start..end];
+        let c = &self.cols;
+        (0..self.len()).map(move |i| {
+            let end = c.record_data_end[i] as usize;
+            let data = &c.data[start..end];
             start = end;
-            (self.cols.keys[m.key as usize].as_str(), data)
+            (c.keys[c.record_key[i] as usize].as_str(), data)
         })
     }
 
@@ -908,38 +1127,106 @@ mod tests {
 
     #[test]
     fn malformed_columns_are_refused_with_the_reason() {
-        let e = broken(|c| c.events[1].dataset = 6);
+        let e = broken(|c| c.event_dataset[1] = 6);
         assert_eq!(e, "event 1: dataset index 6 is out of range (6 names)");
-        let e = broken(|c| c.fields[3].name = 99);
+        let e = broken(|c| c.field_name[3] = 99);
         assert!(e.starts_with("event 2, field 1: name index 99"), "{e}");
-        let e = broken(|c| c.events[0].partition_key = wit::Span { start: 3, end: 900 });
+        let e = broken(|c| c.event_key_end[0] = 900);
         assert!(
-            e.contains("event 0: partition key span 3..900 is not a range"),
+            e.contains("event 0: partition key span 0..900 is not a range"),
             "{e}"
         );
-        let e = broken(|c| c.events[0].partition_key = wit::Span { start: 4, end: 3 });
-        assert!(e.contains("span 4..3"), "{e}");
-        let e = broken(|c| {
-            let at = c.text.find('Ä').unwrap() as u32;
-            c.events[1].partition_key = wit::Span {
-                start: at,
-                end: at + 1,
-            }
-        });
+        let e = broken(|c| c.event_key_end[1] = 3);
+        assert!(e.contains("span 7..3"), "{e}");
+        let e = broken(|c| c.event_key_end[0] = 8);
         assert!(e.contains("cuts a UTF-8 character"), "{e}");
-        let e = broken(|c| c.fields[2].value = wit::Value::Text(wit::Span { start: 0, end: 99 }));
-        assert!(e.starts_with("event 2, field `venue`: text value"), "{e}");
-        let e = broken(|c| c.events[1].fields_end = 1);
+        let e = broken(|c| c.field_bits[1] = pack_span(0, 99));
+        assert!(e.starts_with("event 0, field `venue`: text value"), "{e}");
+        let e = broken(|c| c.field_kind[0] = 9);
+        assert!(e.contains("kind 9 is not a field kind"), "{e}");
+        let e = broken(|c| c.field_kind[0] = kind::BOOLEAN);
+        assert!(e.contains("neither 0 nor 1"), "{e}");
+        let e = broken(|c| c.event_fields_end[1] = 1);
         assert!(
             e.starts_with("event 1: fields-end 1 is outside 2..=6"),
             "{e}"
         );
-        let e = broken(|c| c.events[2].fields_end = 99);
+        let e = broken(|c| c.event_fields_end[2] = 99);
         assert!(e.contains("fields-end 99"), "{e}");
-        let e = broken(|c| c.events[2].fields_end = 5);
+        let e = broken(|c| c.event_fields_end[2] = 5);
         assert!(e.starts_with("1 fields belong to no event"), "{e}");
-        let e = broken(|c| c.events.clear());
+        let e = broken(|c| {
+            c.event_time.pop();
+        });
+        assert!(e.contains("event-time has 2"), "{e}");
+        let e = broken(|c| c.field_bits.push(0));
+        assert!(e.contains("field-bits has 7"), "{e}");
+        let e = broken(|c| {
+            for col in [
+                &mut c.event_dataset,
+                &mut c.event_key_end,
+                &mut c.event_fields_end,
+            ] {
+                col.clear();
+            }
+            c.event_time.clear();
+        });
         assert!(e.starts_with("6 fields belong to no event"), "{e}");
+        let e = broken(|c| c.keys.push('x'));
+        assert!(e.contains("1 bytes of keys belong to no event"), "{e}");
+    }
+
+    #[test]
+    fn parse_and_transform_columns_become_results_and_outcomes() {
+        let batch = EventBatch::from_events(&sample());
+        let p = Parsed::from_columns(batch.clone(), vec![2, 0, 1], vec![1], vec!["x".into()], 3)
+            .unwrap();
+        assert_eq!(p.results, vec![Ok(2), Err("x".into()), Ok(1)]);
+        let e = Parsed::from_columns(batch.clone(), vec![2, 1, 0], vec![1], vec!["x".into()], 3)
+            .unwrap_err();
+        assert!(e.contains("rejected record 1 claims 1 events"), "{e}");
+        let e = Parsed::from_columns(
+            batch.clone(),
+            vec![3, 0, 0],
+            vec![2, 1],
+            vec!["a".into(), "b".into()],
+            3,
+        )
+        .unwrap_err();
+        assert!(e.contains("out of order"), "{e}");
+        let e = Parsed::from_columns(batch.clone(), vec![3, 0, 0], vec![1], vec![], 3).unwrap_err();
+        assert!(e.contains("1 records but gave 0 reasons"), "{e}");
+
+        use outcome_kind::*;
+        let t = Transformed::from_columns(
+            batch.clone(),
+            vec![KEEP, DROP, SPLIT, FAIL],
+            vec![1, 0, 2, 0],
+            vec!["f".into()],
+            4,
+        )
+        .unwrap();
+        assert_eq!(
+            t.outcomes,
+            [
+                BatchOutcome::Keep,
+                BatchOutcome::Drop,
+                BatchOutcome::Split(2),
+                BatchOutcome::Fail("f".into())
+            ]
+        );
+        let e = Transformed::from_columns(batch.clone(), vec![KEEP, 7], vec![1, 0], vec![], 2)
+            .unwrap_err();
+        assert!(e.contains("outcome 1: kind 7"), "{e}");
+        let e = Transformed::from_columns(batch.clone(), vec![KEEP, DROP], vec![2, 0], vec![], 2)
+            .unwrap_err();
+        assert!(e.contains("a keep yields 1 events, not 2"), "{e}");
+        let e =
+            Transformed::from_columns(batch.clone(), vec![FAIL], vec![0], vec![], 1).unwrap_err();
+        assert!(e.contains("without a reason"), "{e}");
+        let e = Transformed::from_columns(batch, vec![SPLIT], vec![3], vec!["r".into()], 1)
+            .unwrap_err();
+        assert!(e.contains("1 reasons belong to no fail"), "{e}");
     }
 
     #[test]
@@ -1031,14 +1318,14 @@ mod tests {
             records
         );
         let mut bad = batch.cols.clone();
-        bad.records[2].key = 2;
+        bad.record_key[2] = 2;
         assert!(
             GeneratedBatch::check(bad)
                 .unwrap_err()
                 .contains("key index 2")
         );
         let mut bad = batch.cols.clone();
-        bad.records[1].data_end = 1;
+        bad.record_data_end[1] = 1;
         assert!(
             GeneratedBatch::check(bad)
                 .unwrap_err()

@@ -345,12 +345,15 @@ impl PluginInstance {
                     _ => unreachable!("kind checked at load"),
                 },
                 |out, s| match out {
-                    Ok(b) => {
-                        check_len(b.records.len(), s.max_output_records, "records").and_then(|_| {
-                            let keys: usize = b.keys.iter().map(String::len).sum();
-                            check_bytes(b.data.len() + keys, s.max_output_bytes)
-                        })
-                    }
+                    Ok(b) => check_len(
+                        b.record_key.len().max(b.record_data_end.len()),
+                        s.max_output_records,
+                        "records",
+                    )
+                    .and_then(|_| {
+                        let keys: usize = b.keys.iter().map(String::len).sum();
+                        check_bytes(b.data.len() + keys, s.max_output_bytes)
+                    }),
                     Err(_) => Ok(()),
                 },
             )?;
@@ -396,12 +399,12 @@ impl PluginInstance {
                     _ => unreachable!("kind checked at load"),
                 },
                 |out, s| {
-                    check_len(out.events.events.len(), s.max_output_records, "events")?;
-                    let reasons: usize = out
-                        .results
-                        .iter()
-                        .map(|r| r.as_ref().err().map_or(0, String::len))
-                        .sum();
+                    check_len(
+                        batch::claimed_events(&out.events),
+                        s.max_output_records,
+                        "events",
+                    )?;
+                    let reasons: usize = out.reasons.iter().map(String::len).sum();
                     check_bytes(
                         batch::approx_bytes(&out.events) + reasons,
                         s.max_output_bytes,
@@ -409,7 +412,8 @@ impl PluginInstance {
                 },
             )?;
             let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
-            Parsed::check(events, out.results, n).map_err(|d| self.contract(d))
+            Parsed::from_columns(events, out.record_events, out.rejected, out.reasons, n)
+                .map_err(|d| self.contract(d))
         } else {
             let records = legacy::raw_records(batch);
             let out = self.call(
@@ -453,15 +457,12 @@ impl PluginInstance {
                     _ => unreachable!("kind checked at load"),
                 },
                 |out, s| {
-                    check_len(out.events.events.len(), s.max_output_records, "events")?;
-                    let reasons: usize = out
-                        .outcomes
-                        .iter()
-                        .map(|o| match o {
-                            batch::BatchOutcome::Fail(reason) => reason.len(),
-                            _ => 0,
-                        })
-                        .sum();
+                    check_len(
+                        batch::claimed_events(&out.events),
+                        s.max_output_records,
+                        "events",
+                    )?;
+                    let reasons: usize = out.reasons.iter().map(String::len).sum();
                     check_bytes(
                         batch::approx_bytes(&out.events) + reasons,
                         s.max_output_bytes,
@@ -469,7 +470,8 @@ impl PluginInstance {
                 },
             )?;
             let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
-            Transformed::check(events, out.outcomes, n).map_err(|d| self.contract(d))
+            Transformed::from_columns(events, out.outcome_kind, out.outcome_events, out.reasons, n)
+                .map_err(|d| self.contract(d))
         } else {
             let events = legacy::events(batch);
             let out = self.call(

@@ -3,20 +3,29 @@
 //!
 //! A plugin's `lib.rs` calls [`parse`], [`transform`] or [`generate`] with
 //! the batch it was handed and a closure running its logic; they decode the
-//! input in one pass, run the logic, and encode its result in one pass:
+//! input in one pass, run the logic, and encode its result in one pass.
+//!
+//! Every column of contract `0.2.0` is a `string` or a list of one primitive
+//! type, so the bindings hand them over as plain `Vec`s and the host moves
+//! each with one copy; the work left is here, and kept small:
 //!
 //! - decoding copies no raw bytes ([`RawRecord`] borrows from the batch)
 //!   and makes one shared [`Name`] per distinct name of a batch, so a
 //!   decoded field name is a reference-count increment, not an allocation;
 //! - encoding interns datasets and field names with a tiny map (a pointer
 //!   test first: names built from literals or decoded from the same batch
-//!   share storage), appends partition keys and text values to one `text`
-//!   buffer, and sizes every output buffer exactly before filling it.
+//!   share storage), appends partition keys and text values to their
+//!   strings, and sizes every output column exactly before filling it, so
+//!   each column is one allocation.
+//!
+//! (The output columns cannot be kept between calls and cleared: the
+//! bindings take ownership of what an export returns and free it after the
+//! host has copied it out.)
 //!
 //! The encoders and decoders are plain Rust and also run natively (the unit
-//! tests round-trip them). Decoding checks what it reads — spans in range
-//! and on character boundaries, indices in range, `fields-end` monotonic —
-//! and reports a malformed batch instead of panicking.
+//! tests round-trip them). Decoding checks what it reads — column lengths,
+//! end offsets, spans, indices and codes — and reports a malformed batch
+//! instead of panicking.
 
 use std::collections::HashMap;
 
@@ -27,28 +36,59 @@ fn to_u32(n: usize, what: &str) -> u32 {
     u32::try_from(n).unwrap_or_else(|_| panic!("batch {what} over 4 GiB"))
 }
 
-/// Appends `s` to `text` and returns its span there.
-fn push_span(text: &mut String, s: &str) -> wit::Span {
-    let start = to_u32(text.len(), "text");
-    text.push_str(s);
-    wit::Span {
-        start,
-        end: to_u32(text.len(), "text"),
-    }
+/// `field-kind` codes (see `wit/plugin.wit`).
+pub mod kind {
+    pub const BOOLEAN: u8 = 0;
+    pub const INTEGER: u8 = 1;
+    pub const FLOAT: u8 = 2;
+    pub const TEXT: u8 = 3;
+    pub const TIMESTAMP: u8 = 4;
 }
 
-/// The text a span covers, if it is in range and on character boundaries.
-pub fn span_text(text: &str, span: wit::Span) -> Option<&str> {
-    text.get(span.start as usize..span.end as usize)
+/// `outcome-kind` codes (see `wit/plugin.wit`).
+pub mod outcome_kind {
+    pub const KEEP: u8 = 0;
+    pub const DROP: u8 = 1;
+    pub const SPLIT: u8 = 2;
+    pub const FAIL: u8 = 3;
 }
 
-fn bad_span(what: &str, span: wit::Span, text: &str) -> String {
+/// A packed span of a batch's `text`: start in the low 32 bits, end in the
+/// high 32.
+pub fn pack_span(start: u32, end: u32) -> i64 {
+    (u64::from(start) | (u64::from(end) << 32)) as i64
+}
+
+/// The `(start, end)` of a packed span.
+pub fn unpack_span(bits: i64) -> (u32, u32) {
+    let bits = bits as u64;
+    (bits as u32, (bits >> 32) as u32)
+}
+
+/// The text `start..end` covers, if it is in range and on character
+/// boundaries.
+fn text_range(text: &str, start: usize, end: usize) -> Option<&str> {
+    text.get(start..end)
+}
+
+fn bad_span(what: &str, start: usize, end: usize, text: &str) -> String {
     format!(
-        "{what}: span {}..{} is not a text range (the batch text is {} bytes)",
-        span.start,
-        span.end,
+        "{what}: span {start}..{end} is not a text range (the text is {} bytes)",
         text.len()
     )
+}
+
+fn same_lengths(what: &str, cols: &[(&str, usize)]) -> Result<usize, String> {
+    let n = cols[0].1;
+    for (name, len) in &cols[1..] {
+        if *len != n {
+            return Err(format!(
+                "{what} columns differ in length: {} has {n} entries, {name} {len}",
+                cols[0].0
+            ));
+        }
+    }
+    Ok(n)
 }
 
 /// Spare capacity of a decoded event's `fields`, for fields a transform adds.
@@ -68,19 +108,30 @@ pub struct Interner {
     recent: Vec<(Name, u32)>,
     /// Content → index, once there are more than [`LINEAR_NAMES`] names.
     map: Option<HashMap<Box<str>, u32>>,
+    /// The entry of `recent` after the last one found: events of a batch
+    /// mostly repeat one field order, so the next name is usually there.
+    guess: usize,
 }
 
 impl Interner {
     /// The index of `name`, adding it if new.
     pub fn intern(&mut self, name: &Name) -> u32 {
-        for (seen, index) in &self.recent {
+        if let Some((seen, index)) = self.recent.get(self.guess)
+            && seen.same_storage(name)
+        {
+            self.guess += 1;
+            return *index;
+        }
+        for (k, (seen, index)) in self.recent.iter().enumerate() {
             if seen.same_storage(name) {
+                self.guess = k + 1;
                 return *index;
             }
         }
         let index = self.intern_str(name);
         if self.recent.len() < RECENT_NAMES {
             self.recent.push((name.clone(), index));
+            self.guess = self.recent.len();
         }
         index
     }
@@ -124,19 +175,25 @@ impl Interner {
 #[derive(Default)]
 pub struct EventEncoder {
     names: Interner,
+    keys: String,
     text: String,
-    events: Vec<wit::Event>,
-    fields: Vec<wit::Field>,
+    dataset: Vec<u32>,
+    key_end: Vec<u32>,
+    time: Vec<i64>,
+    fields_end: Vec<u32>,
+    field_name: Vec<u32>,
+    field_kind: Vec<u8>,
+    field_bits: Vec<i64>,
 }
 
 impl EventEncoder {
     /// An encoder with room for exactly what `events` will need.
     pub fn sized_for<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
-        let (mut n, mut fields, mut text) = (0, 0, 0);
+        let (mut n, mut fields, mut keys, mut text) = (0, 0, 0, 0);
         for e in events {
             n += 1;
             fields += e.fields.len();
-            text += e.partition_key.len();
+            keys += e.partition_key.len();
             for f in &e.fields {
                 if let Value::Text(s) = &f.value {
                     text += s.len();
@@ -145,52 +202,70 @@ impl EventEncoder {
         }
         EventEncoder {
             names: Interner::default(),
+            keys: String::with_capacity(keys),
             text: String::with_capacity(text),
-            events: Vec::with_capacity(n),
-            fields: Vec::with_capacity(fields),
+            dataset: Vec::with_capacity(n),
+            key_end: Vec::with_capacity(n),
+            time: Vec::with_capacity(n),
+            fields_end: Vec::with_capacity(n),
+            field_name: Vec::with_capacity(fields),
+            field_kind: Vec::with_capacity(fields),
+            field_bits: Vec::with_capacity(fields),
         }
     }
 
     /// Appends one event.
     pub fn push(&mut self, e: &Event) {
-        let dataset = self.names.intern(&e.dataset);
-        let partition_key = push_span(&mut self.text, &e.partition_key);
+        self.dataset.push(self.names.intern(&e.dataset));
+        self.keys.push_str(&e.partition_key);
+        self.key_end.push(to_u32(self.keys.len(), "keys"));
+        self.time.push(e.event_time_ms);
         for f in &e.fields {
-            let name = self.names.intern(&f.name);
-            let value = match &f.value {
-                Value::Boolean(b) => wit::Value::Boolean(*b),
-                Value::Integer(i) => wit::Value::Integer(*i),
-                Value::Float(x) => wit::Value::Float(*x),
-                Value::Text(s) => wit::Value::Text(push_span(&mut self.text, s)),
-                Value::TimestampMs(ms) => wit::Value::TimestampMs(*ms),
+            self.field_name.push(self.names.intern(&f.name));
+            let (k, bits) = match &f.value {
+                Value::Boolean(b) => (kind::BOOLEAN, i64::from(*b)),
+                Value::Integer(i) => (kind::INTEGER, *i),
+                Value::Float(x) => (kind::FLOAT, x.to_bits() as i64),
+                Value::Text(s) => {
+                    let start = to_u32(self.text.len(), "text");
+                    self.text.push_str(s);
+                    (
+                        kind::TEXT,
+                        pack_span(start, to_u32(self.text.len(), "text")),
+                    )
+                }
+                Value::TimestampMs(ms) => (kind::TIMESTAMP, *ms),
             };
-            self.fields.push(wit::Field { name, value });
+            self.field_kind.push(k);
+            self.field_bits.push(bits);
         }
-        self.events.push(wit::Event {
-            dataset,
-            partition_key,
-            event_time_ms: e.event_time_ms,
-            fields_end: to_u32(self.fields.len(), "fields"),
-        });
+        self.fields_end
+            .push(to_u32(self.field_name.len(), "fields"));
     }
 
     /// Events pushed so far.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.dataset.len()
     }
 
     /// Whether no event was pushed.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.dataset.is_empty()
     }
 
     /// The finished batch.
     pub fn finish(self) -> wit::EventBatch {
         wit::EventBatch {
             names: self.names.into_names(),
+            keys: self.keys,
             text: self.text,
-            events: self.events,
-            fields: self.fields,
+            event_dataset: self.dataset,
+            event_key_end: self.key_end,
+            event_time: self.time,
+            event_fields_end: self.fields_end,
+            field_name: self.field_name,
+            field_kind: self.field_kind,
+            field_bits: self.field_bits,
         }
     }
 }
@@ -206,6 +281,23 @@ pub fn encode_events(events: &[Event]) -> wit::EventBatch {
 
 /// Decodes an `event-batch` into plain events, checking it on the way.
 pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
+    let n = same_lengths(
+        "event",
+        &[
+            ("event-dataset", batch.event_dataset.len()),
+            ("event-key-end", batch.event_key_end.len()),
+            ("event-time", batch.event_time.len()),
+            ("event-fields-end", batch.event_fields_end.len()),
+        ],
+    )?;
+    let field_count = same_lengths(
+        "field",
+        &[
+            ("field-name", batch.field_name.len()),
+            ("field-kind", batch.field_kind.len()),
+            ("field-bits", batch.field_bits.len()),
+        ],
+    )?;
     let names: Vec<Name> = batch
         .names
         .iter()
@@ -220,52 +312,73 @@ pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
             )
         })
     };
-    let text = batch.text.as_str();
-    let mut out = Vec::with_capacity(batch.events.len());
-    let mut start = 0usize;
-    for (i, e) in batch.events.iter().enumerate() {
-        let end = e.fields_end as usize;
-        if end < start || end > batch.fields.len() {
+    let (keys, text) = (batch.keys.as_str(), batch.text.as_str());
+    let mut out = Vec::with_capacity(n);
+    let (mut start, mut key_start) = (0usize, 0usize);
+    for i in 0..n {
+        let end = batch.event_fields_end[i] as usize;
+        if end < start || end > field_count {
             return Err(format!(
-                "event {i}: fields-end {end} is outside {start}..={} (fields {})",
-                batch.fields.len(),
-                batch.fields.len()
+                "event {i}: fields-end {end} is outside {start}..={field_count} (fields {field_count})"
             ));
         }
-        let dataset = name(e.dataset, &|| format!("event {i}: dataset"))?;
-        let partition_key = span_text(text, e.partition_key)
-            .ok_or_else(|| bad_span(&format!("event {i}: partition key"), e.partition_key, text))?
+        let dataset = name(batch.event_dataset[i], &|| format!("event {i}: dataset"))?;
+        let key_end = batch.event_key_end[i] as usize;
+        let partition_key = text_range(keys, key_start, key_end)
+            .ok_or_else(|| {
+                bad_span(
+                    &format!("event {i}: partition key"),
+                    key_start,
+                    key_end,
+                    keys,
+                )
+            })?
             .to_string();
+        key_start = key_end;
         // Room for a few more: transforms typically add derived fields,
         // and a reallocation per event costs more than the spare slots.
         let mut fields = Vec::with_capacity(end - start + SPARE_FIELDS);
-        for (j, f) in batch.fields[start..end].iter().enumerate() {
-            let name = name(f.name, &|| format!("event {i}, field {j}: name"))?;
-            let value = match f.value {
-                wit::Value::Boolean(b) => Value::Boolean(b),
-                wit::Value::Integer(v) => Value::Integer(v),
-                wit::Value::Float(v) => Value::Float(v),
-                wit::Value::TimestampMs(v) => Value::TimestampMs(v),
-                wit::Value::Text(span) => Value::Text(
-                    span_text(text, span)
-                        .ok_or_else(|| bad_span(&format!("event {i}, field `{name}`"), span, text))?
-                        .to_string(),
-                ),
+        for j in start..end {
+            let name = name(batch.field_name[j], &|| {
+                format!("event {i}, field {}: name", j - start)
+            })?;
+            let bits = batch.field_bits[j];
+            let value = match batch.field_kind[j] {
+                kind::BOOLEAN => Value::Boolean(bits != 0),
+                kind::INTEGER => Value::Integer(bits),
+                kind::FLOAT => Value::Float(f64::from_bits(bits as u64)),
+                kind::TIMESTAMP => Value::TimestampMs(bits),
+                kind::TEXT => {
+                    let (s, e) = unpack_span(bits);
+                    let (s, e) = (s as usize, e as usize);
+                    Value::Text(
+                        text_range(text, s, e)
+                            .ok_or_else(|| {
+                                bad_span(&format!("event {i}, field `{name}`"), s, e, text)
+                            })?
+                            .to_string(),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "event {i}, field `{name}`: kind {other} is not a field kind"
+                    ));
+                }
             };
             fields.push(Field { name, value });
         }
         out.push(Event {
             dataset,
             partition_key,
-            event_time_ms: e.event_time_ms,
+            event_time_ms: batch.event_time[i],
             fields,
         });
         start = end;
     }
-    if start != batch.fields.len() {
+    if start != field_count {
         return Err(format!(
             "{} fields follow the last event's fields-end {start}",
-            batch.fields.len() - start
+            field_count - start
         ));
     }
     Ok(out)
@@ -275,51 +388,66 @@ pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
 /// feed and shard are taken from the first record).
 pub fn encode_raw(records: &[RawRecord<'_>]) -> wit::RawBatch {
     let first = records.first().map(|r| r.source).unwrap_or_default();
-    let mut data = Vec::with_capacity(records.iter().map(|r| r.data.len()).sum());
-    let mut text = String::with_capacity(
-        records
-            .iter()
-            .map(|r| r.source.sequence.len() + r.source.partition_key.len())
-            .sum(),
-    );
-    let mut metas = Vec::with_capacity(records.len());
-    for r in records {
-        data.extend_from_slice(r.data);
-        metas.push(wit::RawMeta {
-            data_end: to_u32(data.len(), "data"),
-            sequence: push_span(&mut text, r.source.sequence),
-            partition_key: push_span(&mut text, r.source.partition_key),
-            arrival_time_ms: r.source.arrival_time_ms,
-        });
-    }
-    wit::RawBatch {
+    let n = records.len();
+    let mut b = wit::RawBatch {
         feed: first.feed.to_string(),
         shard: first.shard.to_string(),
-        data,
-        text,
-        records: metas,
+        data: Vec::with_capacity(records.iter().map(|r| r.data.len()).sum()),
+        text: String::with_capacity(
+            records
+                .iter()
+                .map(|r| r.source.sequence.len() + r.source.partition_key.len())
+                .sum(),
+        ),
+        record_data_end: Vec::with_capacity(n),
+        record_sequence_end: Vec::with_capacity(n),
+        record_key_end: Vec::with_capacity(n),
+        record_arrival_time: Vec::with_capacity(n),
+    };
+    for r in records {
+        b.data.extend_from_slice(r.data);
+        b.record_data_end.push(to_u32(b.data.len(), "data"));
+        b.text.push_str(r.source.sequence);
+        b.record_sequence_end.push(to_u32(b.text.len(), "text"));
+        b.text.push_str(r.source.partition_key);
+        b.record_key_end.push(to_u32(b.text.len(), "text"));
+        b.record_arrival_time.push(r.source.arrival_time_ms);
     }
+    b
 }
 
 /// Decodes a `raw-batch` into records that borrow from it.
 pub fn raw_records(batch: &wit::RawBatch) -> Result<Vec<RawRecord<'_>>, String> {
-    let mut out = Vec::with_capacity(batch.records.len());
-    let mut start = 0usize;
-    for (i, m) in batch.records.iter().enumerate() {
-        let end = m.data_end as usize;
+    let n = same_lengths(
+        "record",
+        &[
+            ("record-data-end", batch.record_data_end.len()),
+            ("record-sequence-end", batch.record_sequence_end.len()),
+            ("record-key-end", batch.record_key_end.len()),
+            ("record-arrival-time", batch.record_arrival_time.len()),
+        ],
+    )?;
+    let text = batch.text.as_str();
+    let mut out = Vec::with_capacity(n);
+    let (mut start, mut text_start) = (0usize, 0usize);
+    for i in 0..n {
+        let end = batch.record_data_end[i] as usize;
         let data = batch.data.get(start..end).ok_or_else(|| {
             format!(
                 "record {i}: data-end {end} is outside {start}..={}",
                 batch.data.len()
             )
         })?;
-        let sequence = span_text(&batch.text, m.sequence)
-            .ok_or_else(|| bad_span(&format!("record {i}: sequence"), m.sequence, &batch.text))?;
-        let partition_key = span_text(&batch.text, m.partition_key).ok_or_else(|| {
+        let seq_end = batch.record_sequence_end[i] as usize;
+        let sequence = text_range(text, text_start, seq_end)
+            .ok_or_else(|| bad_span(&format!("record {i}: sequence"), text_start, seq_end, text))?;
+        let key_end = batch.record_key_end[i] as usize;
+        let partition_key = text_range(text, seq_end, key_end).ok_or_else(|| {
             bad_span(
                 &format!("record {i}: partition key"),
-                m.partition_key,
-                &batch.text,
+                seq_end,
+                key_end,
+                text,
             )
         })?;
         out.push(RawRecord {
@@ -329,10 +457,11 @@ pub fn raw_records(batch: &wit::RawBatch) -> Result<Vec<RawRecord<'_>>, String> 
                 shard: &batch.shard,
                 sequence,
                 partition_key,
-                arrival_time_ms: m.arrival_time_ms,
+                arrival_time_ms: batch.record_arrival_time[i],
             },
         });
         start = end;
+        text_start = key_end;
     }
     Ok(out)
 }
@@ -340,39 +469,59 @@ pub fn raw_records(batch: &wit::RawBatch) -> Result<Vec<RawRecord<'_>>, String> 
 /// Encodes a parser's per-record results as `parsed`.
 pub fn encode_parsed(results: &[Result<Vec<Event>, String>]) -> wit::Parsed {
     let mut enc = EventEncoder::sized_for(results.iter().flat_map(|r| r.iter().flatten()));
-    let mut out = Vec::with_capacity(results.len());
-    for r in results {
-        out.push(match r {
+    let mut record_events = Vec::with_capacity(results.len());
+    let (mut rejected, mut reasons) = (Vec::new(), Vec::new());
+    for (i, r) in results.iter().enumerate() {
+        match r {
             Ok(events) => {
                 for e in events {
                     enc.push(e);
                 }
-                Ok(to_u32(events.len(), "events"))
+                record_events.push(to_u32(events.len(), "events"));
             }
-            Err(reason) => Err(reason.clone()),
-        });
+            Err(reason) => {
+                record_events.push(0);
+                rejected.push(to_u32(i, "records"));
+                reasons.push(reason.clone());
+            }
+        }
     }
     wit::Parsed {
         events: enc.finish(),
-        results: out,
+        record_events,
+        rejected,
+        reasons,
     }
 }
 
 /// Decodes `parsed` back into per-record results, checking the counts.
 pub fn decode_parsed(parsed: &wit::Parsed) -> Result<Vec<Result<Vec<Event>, String>>, String> {
+    if parsed.rejected.len() != parsed.reasons.len() {
+        return Err(format!(
+            "{} rejected records but {} reasons",
+            parsed.rejected.len(),
+            parsed.reasons.len()
+        ));
+    }
     let mut events = decode_events(&parsed.events)?.into_iter();
-    let mut out = Vec::with_capacity(parsed.results.len());
-    for (i, r) in parsed.results.iter().enumerate() {
-        out.push(match r {
-            Ok(n) => {
-                let evs: Vec<Event> = events.by_ref().take(*n as usize).collect();
-                if evs.len() != *n as usize {
-                    return Err(format!("result {i} claims {n} events past the end"));
-                }
-                Ok(evs)
+    let mut rejected = parsed.rejected.iter().zip(&parsed.reasons).peekable();
+    let mut out = Vec::with_capacity(parsed.record_events.len());
+    for (i, n) in parsed.record_events.iter().enumerate() {
+        if let Some((_, reason)) = rejected.next_if(|(r, _)| **r as usize == i) {
+            if *n != 0 {
+                return Err(format!("result {i}: rejected but claims {n} events"));
             }
-            Err(reason) => Err(reason.clone()),
-        });
+            out.push(Err((*reason).clone()));
+            continue;
+        }
+        let evs: Vec<Event> = events.by_ref().take(*n as usize).collect();
+        if evs.len() != *n as usize {
+            return Err(format!("result {i} claims {n} events past the end"));
+        }
+        out.push(Ok(evs));
+    }
+    if let Some((r, _)) = rejected.next() {
+        return Err(format!("rejected record {r} is out of order or range"));
     }
     match events.len() {
         0 => Ok(out),
@@ -387,49 +536,73 @@ pub fn encode_transformed(outcomes: &[Outcome]) -> wit::Transformed {
         Outcome::Split(evs) => evs.as_slice(),
         Outcome::Drop | Outcome::Fail(_) => &[],
     }));
-    let mut out = Vec::with_capacity(outcomes.len());
+    let mut kinds = Vec::with_capacity(outcomes.len());
+    let mut counts = Vec::with_capacity(outcomes.len());
+    let mut reasons = Vec::new();
     for o in outcomes {
-        out.push(match o {
+        let (k, n) = match o {
             Outcome::Keep(e) => {
                 enc.push(e);
-                wit::Outcome::Keep
+                (outcome_kind::KEEP, 1)
             }
             Outcome::Split(evs) => {
                 for e in evs {
                     enc.push(e);
                 }
-                wit::Outcome::Split(to_u32(evs.len(), "events"))
+                (outcome_kind::SPLIT, to_u32(evs.len(), "events"))
             }
-            Outcome::Drop => wit::Outcome::Drop,
-            Outcome::Fail(reason) => wit::Outcome::Fail(reason.clone()),
-        });
+            Outcome::Drop => (outcome_kind::DROP, 0),
+            Outcome::Fail(reason) => {
+                reasons.push(reason.clone());
+                (outcome_kind::FAIL, 0)
+            }
+        };
+        kinds.push(k);
+        counts.push(n);
     }
     wit::Transformed {
         events: enc.finish(),
-        outcomes: out,
+        outcome_kind: kinds,
+        outcome_events: counts,
+        reasons,
     }
 }
 
 /// Decodes `transformed` back into outcomes, checking the counts.
 pub fn decode_transformed(t: &wit::Transformed) -> Result<Vec<Outcome>, String> {
+    let n = same_lengths(
+        "outcome",
+        &[
+            ("outcome-kind", t.outcome_kind.len()),
+            ("outcome-events", t.outcome_events.len()),
+        ],
+    )?;
     let mut events = decode_events(&t.events)?.into_iter();
-    let mut out = Vec::with_capacity(t.outcomes.len());
-    for (i, o) in t.outcomes.iter().enumerate() {
-        out.push(match o {
-            wit::Outcome::Keep => Outcome::Keep(
+    let mut reasons = t.reasons.iter();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let count = t.outcome_events[i];
+        out.push(match t.outcome_kind[i] {
+            outcome_kind::KEEP if count == 1 => Outcome::Keep(
                 events
                     .next()
                     .ok_or_else(|| format!("outcome {i}: keep past the last event"))?,
             ),
-            wit::Outcome::Split(n) => {
-                let evs: Vec<Event> = events.by_ref().take(*n as usize).collect();
-                if evs.len() != *n as usize {
-                    return Err(format!("outcome {i}: split({n}) past the last event"));
+            outcome_kind::SPLIT => {
+                let evs: Vec<Event> = events.by_ref().take(count as usize).collect();
+                if evs.len() != count as usize {
+                    return Err(format!("outcome {i}: split {count} past the last event"));
                 }
                 Outcome::Split(evs)
             }
-            wit::Outcome::Drop => Outcome::Drop,
-            wit::Outcome::Fail(reason) => Outcome::Fail(reason.clone()),
+            outcome_kind::DROP if count == 0 => Outcome::Drop,
+            outcome_kind::FAIL if count == 0 => Outcome::Fail(
+                reasons
+                    .next()
+                    .ok_or_else(|| format!("outcome {i}: fail without a reason"))?
+                    .clone(),
+            ),
+            k => return Err(format!("outcome {i}: kind {k} with {count} events")),
         });
     }
     match events.len() {
@@ -442,7 +615,8 @@ pub fn decode_transformed(t: &wit::Transformed) -> Result<Vec<Outcome>, String> 
 pub fn encode_generated(records: &[Generated]) -> wit::GeneratedBatch {
     let mut keys = Interner::default();
     let mut data = Vec::with_capacity(records.iter().map(|g| g.data.len()).sum());
-    let mut metas = Vec::with_capacity(records.len());
+    let mut record_key = Vec::with_capacity(records.len());
+    let mut record_data_end = Vec::with_capacity(records.len());
     let mut last: Option<(&str, u32)> = None;
     for g in records {
         let key = match last {
@@ -451,34 +625,41 @@ pub fn encode_generated(records: &[Generated]) -> wit::GeneratedBatch {
         };
         last = Some((&g.partition_key, key));
         data.extend_from_slice(&g.data);
-        metas.push(wit::GeneratedMeta {
-            key,
-            data_end: to_u32(data.len(), "data"),
-        });
+        record_key.push(key);
+        record_data_end.push(to_u32(data.len(), "data"));
     }
     wit::GeneratedBatch {
         keys: keys.into_names(),
         data,
-        records: metas,
+        record_key,
+        record_data_end,
     }
 }
 
 /// Decodes a `generated-batch` back into records, checking it.
 pub fn decode_generated(batch: &wit::GeneratedBatch) -> Result<Vec<Generated>, String> {
+    let n = same_lengths(
+        "record",
+        &[
+            ("record-key", batch.record_key.len()),
+            ("record-data-end", batch.record_data_end.len()),
+        ],
+    )?;
     let mut start = 0usize;
-    let mut out = Vec::with_capacity(batch.records.len());
-    for (i, m) in batch.records.iter().enumerate() {
-        let end = m.data_end as usize;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let end = batch.record_data_end[i] as usize;
         let data = batch.data.get(start..end).ok_or_else(|| {
             format!(
                 "record {i}: data-end {end} is outside {start}..={}",
                 batch.data.len()
             )
         })?;
+        let k = batch.record_key[i];
         let key = batch
             .keys
-            .get(m.key as usize)
-            .ok_or_else(|| format!("record {i}: key index {} is out of range", m.key))?;
+            .get(k as usize)
+            .ok_or_else(|| format!("record {i}: key index {k} is out of range"))?;
         out.push(Generated {
             partition_key: key.clone(),
             data: data.to_vec(),
@@ -505,7 +686,11 @@ pub fn parse(
         Ok(records) => logic(&records),
         Err(reason) => {
             let reason = format!("malformed raw batch: {reason}");
-            batch.records.iter().map(|_| Err(reason.clone())).collect()
+            batch
+                .record_data_end
+                .iter()
+                .map(|_| Err(reason.clone()))
+                .collect()
         }
     };
     drop(batch);
@@ -526,7 +711,7 @@ pub fn transform(
         Err(reason) => {
             let reason = format!("malformed event batch: {reason}");
             batch
-                .events
+                .event_dataset
                 .iter()
                 .map(|_| Outcome::Fail(reason.clone()))
                 .collect()
@@ -590,16 +775,13 @@ mod tests {
                 "forex", "bid", "ask", "venue", "news", "headline", "n", "firm", "sent"
             ]
         );
-        assert_eq!(batch.events.len(), 3);
-        assert_eq!(batch.fields.len(), 8);
-        assert_eq!(
-            batch
-                .events
-                .iter()
-                .map(|e| e.fields_end)
-                .collect::<Vec<_>>(),
-            [3, 3, 8]
-        );
+        assert_eq!(batch.event_dataset, [0, 0, 4]);
+        assert_eq!(batch.field_name.len(), 8);
+        assert_eq!(batch.event_fields_end, [3, 3, 8]);
+        assert_eq!(batch.keys, "EUR/USDUSD/JPYÄPL");
+        assert_eq!(batch.event_key_end, [7, 14, 18]);
+        assert_eq!(batch.field_kind, [2, 2, 3, 3, 1, 0, 4, 2]);
+        assert_eq!(unpack_span(batch.field_bits[2]), (0, 3));
         same(&decode_events(&batch).unwrap(), &events);
         // Decoded names share one storage per distinct name.
         let decoded = decode_events(&batch).unwrap();
@@ -617,7 +799,7 @@ mod tests {
     #[test]
     fn empty_batches() {
         let batch = encode_events(&[]);
-        assert!(batch.names.is_empty() && batch.events.is_empty() && batch.text.is_empty());
+        assert!(batch.names.is_empty() && batch.event_dataset.is_empty() && batch.text.is_empty());
         assert_eq!(decode_events(&batch).unwrap(), vec![]);
         let parsed = encode_parsed(&[]);
         assert_eq!(decode_parsed(&parsed).unwrap(), vec![]);
@@ -632,7 +814,7 @@ mod tests {
         let events = vec![event("d", "k", 0, fields)];
         let batch = encode_events(&events);
         assert_eq!(batch.names.len(), 101);
-        assert_eq!(batch.fields[150].name, 51);
+        assert_eq!(batch.field_name[150], 51);
         same(&decode_events(&batch).unwrap(), &events);
     }
 
@@ -645,10 +827,9 @@ mod tests {
             Ok(sample()[2..].to_vec()),
         ];
         let parsed = encode_parsed(&results);
-        assert_eq!(
-            parsed.results,
-            vec![Ok(2), Err("bad line".to_string()), Ok(0), Ok(1)]
-        );
+        assert_eq!(parsed.record_events, [2, 0, 0, 1]);
+        assert_eq!(parsed.rejected, [1]);
+        assert_eq!(parsed.reasons, ["bad line"]);
         let back = decode_parsed(&parsed).unwrap();
         assert_eq!(back.len(), 4);
         same(back[0].as_ref().unwrap(), &sample()[..2]);
@@ -667,17 +848,10 @@ mod tests {
             Outcome::Split(vec![]),
         ];
         let t = encode_transformed(&outcomes);
-        assert_eq!(t.events.events.len(), 3);
-        assert_eq!(
-            t.outcomes,
-            vec![
-                wit::Outcome::Keep,
-                wit::Outcome::Drop,
-                wit::Outcome::Split(2),
-                wit::Outcome::Fail("nope".into()),
-                wit::Outcome::Split(0)
-            ]
-        );
+        assert_eq!(t.events.event_dataset.len(), 3);
+        assert_eq!(t.outcome_kind, [0, 1, 2, 3, 2]);
+        assert_eq!(t.outcome_events, [1, 0, 2, 0, 0]);
+        assert_eq!(t.reasons, ["nope"]);
         assert_eq!(decode_transformed(&t).unwrap(), outcomes);
     }
 
@@ -719,48 +893,55 @@ mod tests {
                 })
                 .collect()
         });
-        assert_eq!(parsed.results, vec![Ok(1), Err("empty record".into())]);
-        assert_eq!(parsed.events.text, "17");
+        assert_eq!(parsed.record_events, [1, 0]);
+        assert_eq!(parsed.rejected, [1]);
+        assert_eq!(parsed.reasons, ["empty record"]);
+        assert_eq!(parsed.events.keys, "17");
     }
 
     #[test]
     fn malformed_batches_are_reported_not_panicked_on() {
         let good = encode_events(&sample());
         let mut bad = good.clone();
-        bad.events[0].dataset = 99;
+        bad.event_dataset[0] = 99;
         assert!(decode_events(&bad).unwrap_err().contains("name index 99"));
         let mut bad = good.clone();
-        bad.events[1].partition_key = wit::Span { start: 5, end: 500 };
-        assert!(decode_events(&bad).unwrap_err().contains("span 5..500"));
+        bad.event_key_end[1] = 500;
+        assert!(decode_events(&bad).unwrap_err().contains("span 7..500"));
         let mut bad = good.clone();
         // Inside the two-byte `Ä`.
-        let at = bad.text.find('Ä').unwrap() as u32 + 1;
-        bad.events[2].partition_key = wit::Span {
-            start: at,
-            end: at + 1,
-        };
+        bad.event_key_end[2] = bad.keys.find('Ä').unwrap() as u32 + 1;
         assert!(decode_events(&bad).unwrap_err().contains("partition key"));
         let mut bad = good.clone();
-        bad.events[1].fields_end = 1;
+        bad.event_fields_end[1] = 1;
         assert!(decode_events(&bad).unwrap_err().contains("fields-end"));
         let mut bad = good.clone();
-        bad.events[2].fields_end = 7;
+        bad.event_fields_end[2] = 7;
         assert!(decode_events(&bad).unwrap_err().contains("follow the last"));
         let mut bad = good.clone();
-        bad.fields[0].value = wit::Value::Text(wit::Span { start: 9, end: 2 });
+        bad.field_kind[0] = kind::TEXT;
+        bad.field_bits[0] = pack_span(9, 2);
         assert!(decode_events(&bad).unwrap_err().contains("field `bid`"));
+        let mut odd = good.clone();
+        odd.field_kind[1] = 7;
+        assert!(decode_events(&odd).unwrap_err().contains("kind 7"));
+        let mut odd = good.clone();
+        odd.event_time.pop();
+        assert!(
+            decode_events(&odd)
+                .unwrap_err()
+                .contains("differ in length")
+        );
         // The transform export fails every event of a malformed batch.
         let t = transform(bad, |_| unreachable!("logic never sees it"));
-        assert_eq!(t.outcomes.len(), 3);
-        assert!(
-            matches!(&t.outcomes[0], wit::Outcome::Fail(r) if r.starts_with("malformed event batch"))
-        );
+        assert_eq!(t.outcome_kind, [outcome_kind::FAIL; 3]);
+        assert!(t.reasons[0].starts_with("malformed event batch"));
 
         let mut raw = encode_raw(&[RawRecord {
             data: b"abc",
             ..Default::default()
         }]);
-        raw.records[0].data_end = 4;
+        raw.record_data_end[0] = 4;
         assert!(raw_records(&raw).unwrap_err().contains("data-end 4"));
     }
 
@@ -776,13 +957,10 @@ mod tests {
             .collect();
         let batch = encode_generated(&records);
         assert_eq!(batch.keys, ["EUR/USD", "USD/JPY"]);
-        assert_eq!(
-            batch.records.iter().map(|m| m.key).collect::<Vec<_>>(),
-            [0, 1, 0, 0]
-        );
+        assert_eq!(batch.record_key, [0, 1, 0, 0]);
         assert_eq!(decode_generated(&batch).unwrap(), records);
         let mut bad = batch.clone();
-        bad.records[1].key = 2;
+        bad.record_key[1] = 2;
         assert!(decode_generated(&bad).unwrap_err().contains("key index 2"));
     }
 }

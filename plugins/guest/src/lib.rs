@@ -18,7 +18,9 @@
 //!
 //! and implements its export in one line per function with [`abi`]:
 //! `abi::parse(batch, |records| parser.parse(records))`. The WIT types carry
-//! a batch in columns (every string once per batch); plugin logic never sees
+//! a batch in columns (every string once per batch, every per-event,
+//! per-field and per-record column a list of one primitive type); plugin
+//! logic never sees
 //! them: it works with the plain Rust types of [`types`] — [`types::Event`],
 //! [`types::Field`], [`types::Value`], [`types::RawRecord`],
 //! [`types::Outcome`], [`types::Generated`] — and [`abi`] converts in one
@@ -45,10 +47,17 @@ mod bindings {
 }
 
 pub use bindings::pipehost::plugin::host;
+
+/// Every plugin built with the SDK allocates through size classes (see
+/// [`allocator`]); natively the tests keep the standard allocator.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: allocator::SizeClasses = allocator::SizeClasses::new();
 /// The WIT types of `pipehost:plugin/types@0.2.0`: batches in columns.
 pub use bindings::pipehost::plugin::types as wit;
 
 pub mod abi;
+pub mod allocator;
 pub mod config;
 pub mod event;
 pub mod generate;

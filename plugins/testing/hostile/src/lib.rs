@@ -13,10 +13,14 @@
 //! | `huge`          | returns 1,000 events for every input event            |
 //! | `flood`         | writes 100,000 log messages and 100,000 stdout lines  |
 //! | `bad-name`      | keeps every event, with a dataset index out of range  |
-//! | `bad-span`      | keeps every event, with a partition key past the text |
-//! | `bad-utf8-span` | a span that ends inside a multi-byte character        |
-//! | `bad-fields`    | `fields-end` running backwards                        |
-//! | `bad-count`     | one `keep` too many for the events returned           |
+//! | `bad-span`      | keeps every event, a partition key ending past `keys` |
+//! | `bad-utf8-span` | a key that ends inside a multi-byte character         |
+//! | `bad-text`      | a text field whose packed span passes the text        |
+//! | `bad-kind`      | a field kind that is no kind (9)                      |
+//! | `bad-columns`   | one `event-time` short of the events                  |
+//! | `bad-fields`    | `event-fields-end` running backwards                  |
+//! | `bad-count`     | `split(2)` for the first event: one event too many    |
+//! | `bad-outcome`   | a `keep` that claims two events                       |
 //! | other           | behaves: keeps every event unchanged                  |
 //!
 //! The plugin config `{"init": "error"}` makes `init` refuse, and
@@ -29,55 +33,76 @@ wit_bindgen::generate!({
 
 use exports::pipehost::plugin::transformer::Guest;
 use pipehost::plugin::host::{self, Level};
-use pipehost::plugin::types::{Event, EventBatch, Outcome, Span, Transformed};
+use pipehost::plugin::types::{EventBatch, Transformed};
+
+/// `outcome-kind` codes.
+const KEEP: u8 = 0;
+const SPLIT: u8 = 2;
+/// `field-kind` of text.
+const TEXT: u8 = 3;
 
 struct Hostile;
 
 fn mode(batch: &EventBatch) -> String {
     batch
-        .events
+        .event_key_end
         .first()
-        .and_then(|e| {
-            batch
-                .text
-                .get(e.partition_key.start as usize..e.partition_key.end as usize)
-        })
+        .and_then(|&end| batch.keys.get(..end as usize))
         .unwrap_or_default()
         .to_ascii_lowercase()
 }
 
 fn keep_all(batch: EventBatch) -> Transformed {
-    let outcomes = vec![Outcome::Keep; batch.events.len()];
+    let n = batch.event_dataset.len();
     Transformed {
         events: batch,
-        outcomes,
+        outcome_kind: vec![KEEP; n],
+        outcome_events: vec![1; n],
+        reasons: Vec::new(),
     }
 }
 
 /// Every event `copies` times (fields and all).
 fn replicate(batch: EventBatch, copies: u32) -> Transformed {
-    let mut events = Vec::new();
-    let mut fields = Vec::new();
-    let mut start = 0usize;
-    for e in &batch.events {
-        let own = &batch.fields[start..e.fields_end as usize];
-        start = e.fields_end as usize;
+    let n = batch.event_dataset.len();
+    let mut out = EventBatch {
+        names: batch.names.clone(),
+        keys: String::new(),
+        text: batch.text.clone(),
+        event_dataset: Vec::new(),
+        event_key_end: Vec::new(),
+        event_time: Vec::new(),
+        event_fields_end: Vec::new(),
+        field_name: Vec::new(),
+        field_kind: Vec::new(),
+        field_bits: Vec::new(),
+    };
+    let (mut first, mut key_start) = (0usize, 0usize);
+    for i in 0..n {
+        let end = batch.event_fields_end[i] as usize;
+        let key_end = batch.event_key_end[i] as usize;
+        let key = &batch.keys[key_start..key_end];
         for _ in 0..copies {
-            fields.extend_from_slice(own);
-            events.push(Event {
-                fields_end: fields.len() as u32,
-                ..*e
-            });
+            out.field_name
+                .extend_from_slice(&batch.field_name[first..end]);
+            out.field_kind
+                .extend_from_slice(&batch.field_kind[first..end]);
+            out.field_bits
+                .extend_from_slice(&batch.field_bits[first..end]);
+            out.keys.push_str(key);
+            out.event_dataset.push(batch.event_dataset[i]);
+            out.event_key_end.push(out.keys.len() as u32);
+            out.event_time.push(batch.event_time[i]);
+            out.event_fields_end.push(out.field_name.len() as u32);
         }
+        first = end;
+        key_start = key_end;
     }
-    let outcomes = vec![Outcome::Split(copies); batch.events.len()];
     Transformed {
-        events: EventBatch {
-            events,
-            fields,
-            ..batch
-        },
-        outcomes,
+        events: out,
+        outcome_kind: vec![SPLIT; n],
+        outcome_events: vec![copies; n],
+        reasons: Vec::new(),
     }
 }
 
@@ -120,40 +145,56 @@ impl Guest for Hostile {
             "bad-name" => {
                 let mut out = keep_all(batch);
                 let past = out.events.names.len() as u32 + 7;
-                out.events.events[0].dataset = past;
+                out.events.event_dataset[0] = past;
                 out
             }
             "bad-span" => {
                 let mut out = keep_all(batch);
-                let past = out.events.text.len() as u32 + 100;
-                out.events.events[0].partition_key = Span {
-                    start: 2,
-                    end: past,
-                };
+                let past = out.events.keys.len() as u32 + 100;
+                out.events.event_key_end[0] = past;
                 out
             }
             "bad-utf8-span" => {
                 let mut out = keep_all(batch);
-                let start = out.events.text.len() as u32;
-                out.events.text.push('€');
-                out.events.events[0].partition_key = Span {
-                    start,
-                    end: start + 1,
-                };
+                out.events.keys.insert(0, '€');
+                out.events.event_key_end[0] = 1;
+                out
+            }
+            "bad-text" => {
+                let mut out = keep_all(batch);
+                let past = out.events.text.len() as i64 + 100;
+                out.events.field_kind[0] = TEXT;
+                out.events.field_bits[0] = past << 32;
+                out
+            }
+            "bad-kind" => {
+                let mut out = keep_all(batch);
+                out.events.field_kind[0] = 9;
+                out
+            }
+            "bad-columns" => {
+                let mut out = keep_all(batch);
+                out.events.event_time.pop();
                 out
             }
             "bad-fields" => {
                 let mut out = keep_all(batch);
-                let n = out.events.events.len();
-                out.events.events[n - 1].fields_end = 0;
+                let n = out.events.event_fields_end.len();
+                out.events.event_fields_end[n - 1] = 0;
                 if n == 1 {
-                    out.events.events[0].fields_end = out.events.fields.len() as u32 + 1;
+                    out.events.event_fields_end[0] = out.events.field_name.len() as u32 + 1;
                 }
                 out
             }
             "bad-count" => {
                 let mut out = keep_all(batch);
-                out.outcomes[0] = Outcome::Split(2);
+                out.outcome_kind[0] = SPLIT;
+                out.outcome_events[0] = 2;
+                out
+            }
+            "bad-outcome" => {
+                let mut out = keep_all(batch);
+                out.outcome_events[0] = 2;
                 out
             }
             _ => keep_all(batch),
