@@ -163,7 +163,7 @@ impl Spawned {
     }
 
     /// SIGTERM, then what the process left: its output and its stderr log.
-    pub fn terminate(self) -> (Output, String) {
+    pub fn terminate(mut self) -> (Output, String) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -172,8 +172,28 @@ impl Spawned {
                 .unwrap()
                 .success()
         );
-        let out = self.child.wait_with_output().unwrap();
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            std::io::Read::read_to_end(&mut pipe, &mut stdout).unwrap();
+        }
+        let status = self.child.wait().unwrap();
         let log = self.stderr.lock().unwrap().join("\n");
+        let out = Output {
+            status,
+            stdout,
+            stderr: Vec::new(), // collected into the log
+        };
         (out, log)
+    }
+}
+
+/// A test that fails (panics) before stopping its process must not leave
+/// it running: it would hold its port and CPU for the rest of the run.
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
