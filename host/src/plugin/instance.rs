@@ -398,18 +398,7 @@ impl PluginInstance {
                     Guest::Parser(g) => g.call_parse(store, &batch.cols),
                     _ => unreachable!("kind checked at load"),
                 },
-                |out, s| {
-                    check_len(
-                        batch::claimed_events(&out.events),
-                        s.max_output_records,
-                        "events",
-                    )?;
-                    let reasons: usize = out.reasons.iter().map(String::len).sum();
-                    check_bytes(
-                        batch::approx_bytes(&out.events) + reasons,
-                        s.max_output_bytes,
-                    )
-                },
+                |out, s| check_columns(&out.events, &out.reasons, s),
             )?;
             let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
             Parsed::from_columns(events, out.record_events, out.rejected, out.reasons, n)
@@ -456,18 +445,7 @@ impl PluginInstance {
                     Guest::Transformer(g) => g.call_transform(store, &batch.cols),
                     _ => unreachable!("kind checked at load"),
                 },
-                |out, s| {
-                    check_len(
-                        batch::claimed_events(&out.events),
-                        s.max_output_records,
-                        "events",
-                    )?;
-                    let reasons: usize = out.reasons.iter().map(String::len).sum();
-                    check_bytes(
-                        batch::approx_bytes(&out.events) + reasons,
-                        s.max_output_bytes,
-                    )
-                },
+                |out, s| check_columns(&out.events, &out.reasons, s),
             )?;
             let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
             Transformed::from_columns(events, out.outcome_kind, out.outcome_events, out.reasons, n)
@@ -557,6 +535,22 @@ fn flush_log(store: &Store<HostState>) {
     if let Ok(mut log) = store.data().log.lock() {
         log.flush();
     }
+}
+
+/// The output caps for a 0.2.0 answer: the events its columns claim, and
+/// their bytes plus the reasons'.
+fn check_columns(
+    events: &super::bindings::pipehost::plugin::types::EventBatch,
+    reasons: &[String],
+    s: &PluginSettings,
+) -> Result<(), String> {
+    check_len(
+        batch::claimed_events(events),
+        s.max_output_records,
+        "events",
+    )?;
+    let reasons: usize = reasons.iter().map(String::len).sum();
+    check_bytes(batch::approx_bytes(events) + reasons, s.max_output_bytes)
 }
 
 fn check_len(n: usize, max: usize, what: &str) -> Result<(), String> {

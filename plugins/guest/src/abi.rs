@@ -384,6 +384,9 @@ pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
     Ok(out)
 }
 
+// The host's direction of the codec (it checks batches itself, in
+// host/src/plugin/batch.rs): here only for the round-trip tests.
+#[cfg(test)]
 /// Encodes raw records as a `raw-batch` (what the host sends a parser; the
 /// feed and shard are taken from the first record).
 pub fn encode_raw(records: &[RawRecord<'_>]) -> wit::RawBatch {
@@ -494,6 +497,9 @@ pub fn encode_parsed(results: &[Result<Vec<Event>, String>]) -> wit::Parsed {
     }
 }
 
+// The host's direction of the codec (it checks batches itself, in
+// host/src/plugin/batch.rs): here only for the round-trip tests.
+#[cfg(test)]
 /// Decodes `parsed` back into per-record results, checking the counts.
 pub fn decode_parsed(parsed: &wit::Parsed) -> Result<Vec<Result<Vec<Event>, String>>, String> {
     if parsed.rejected.len() != parsed.reasons.len() {
@@ -568,6 +574,9 @@ pub fn encode_transformed(outcomes: &[Outcome]) -> wit::Transformed {
     }
 }
 
+// The host's direction of the codec (it checks batches itself, in
+// host/src/plugin/batch.rs): here only for the round-trip tests.
+#[cfg(test)]
 /// Decodes `transformed` back into outcomes, checking the counts.
 pub fn decode_transformed(t: &wit::Transformed) -> Result<Vec<Outcome>, String> {
     let n = same_lengths(
@@ -636,6 +645,9 @@ pub fn encode_generated(records: &[Generated]) -> wit::GeneratedBatch {
     }
 }
 
+// The host's direction of the codec (it checks batches itself, in
+// host/src/plugin/batch.rs): here only for the round-trip tests.
+#[cfg(test)]
 /// Decodes a `generated-batch` back into records, checking it.
 pub fn decode_generated(batch: &wit::GeneratedBatch) -> Result<Vec<Generated>, String> {
     let n = same_lengths(
