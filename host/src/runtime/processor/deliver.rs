@@ -25,6 +25,9 @@ use crate::event::format_ms;
 /// First and longest wait between two tries of a failing backend call.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one step is retried before the batch is failed after all (an
+/// error classed retryable that never clears must not pin a worker).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
 /// Workers currently waiting out a backend error; while any is, the
 /// fetcher receives nothing.
@@ -90,6 +93,7 @@ impl Retry<'_> {
     {
         let mut backoff = FIRST_BACKOFF;
         let mut guard = None;
+        let started = std::time::Instant::now();
         loop {
             let e = match call().await {
                 Ok(v) => return Ok(v),
@@ -100,6 +104,11 @@ impl Retry<'_> {
             };
             if !e.is_retryable() || cancel.is_cancelled() {
                 return Err(format!("{what}: {e}"));
+            }
+            if started.elapsed() >= GIVE_UP_AFTER {
+                return Err(format!(
+                    "{what}: {e} (still failing after {GIVE_UP_AFTER:?})"
+                ));
             }
             Stats::add(&stats.backend_errors, 1);
             guard.get_or_insert_with(|| outage.enter());
