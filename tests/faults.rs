@@ -166,16 +166,15 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Result<Mounted, String> {
     Ok(Mounted(dir.to_owned()))
 }
 
-/// Fills the file system of `dir` with one file, until it is full.
+/// Fills the file system of `dir` with one file, until not even a byte
+/// more fits.
 fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut f = std::fs::File::create(&path).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    loop {
-        if f.write_all(&block).is_err() {
-            break;
-        }
+    for size in [64 * 1024, 4096, 1] {
+        let block = vec![0u8; size];
+        while f.write_all(&block).is_ok() {}
     }
     let _ = f.sync_all();
     path
@@ -221,6 +220,7 @@ fn an_object_store_out_of_space_dead_letters_nothing() {
         "nothing could be stored during the outage"
     );
     std::fs::remove_file(filler).unwrap();
+    let outage = started.elapsed();
     let out = finish_within(child, dir.path(), Duration::from_secs(90));
     let stdout = text(&out.stdout);
     assert!(
@@ -237,7 +237,18 @@ fn an_object_store_out_of_space_dead_letters_nothing() {
         "the outage was seen and waited out:\n{stdout}"
     );
     assert_eq!(count(&state, DLQ), 0, "nothing dead-lettered:\n{stdout}");
-    assert_eq!(audit(&state).records, 600);
+    let a = audit(&state);
+    assert_eq!(a.records, 600);
+    eprintln!(
+        "ENOSPC for {:.1} s: {} records audited, {} objects; {}",
+        outage.as_secs_f64(),
+        a.records,
+        a.objects,
+        stdout
+            .lines()
+            .find(|l| l.contains("failures"))
+            .unwrap_or("")
+    );
     drop(mounted);
 }
 
@@ -272,7 +283,17 @@ fn a_locked_database_dead_letters_nothing() {
         text(&out.stderr)
     );
     assert_eq!(count(&state, DLQ), 0, "nothing dead-lettered:\n{stdout}");
-    assert_eq!(audit(&state).records, 900);
+    let a = audit(&state);
+    assert_eq!(a.records, 900);
+    eprintln!(
+        "database locked for 12 s: {} records audited, {} objects; {}",
+        a.records,
+        a.objects,
+        stdout
+            .lines()
+            .find(|l| l.contains("failures"))
+            .unwrap_or("")
+    );
 }
 
 /// Two feeds' records in one batch, one feed's transform trapping on every
