@@ -477,3 +477,30 @@ pub fn process(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dataset_problem;
+
+    #[test]
+    fn dataset_names_must_be_one_plain_key_segment() {
+        for ok in ["forex", "fx.quotes", "a-b_c", "dataset=1"] {
+            assert_eq!(dataset_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("..", "relative path segment"),
+            (".", "relative path segment"),
+            ("a/b", "contains '/'"),
+            ("a\nb", "control character"),
+        ] {
+            let reason = dataset_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(reason.contains(why), "{reason}");
+            assert!(
+                reason.contains(&format!("{bad:?}")),
+                "names the dataset: {reason}"
+            );
+        }
+        assert!(dataset_problem(&"x".repeat(257)).is_some());
+    }
+}
