@@ -366,6 +366,29 @@ async fn local_state_survives_reopening() {
     assert!(err.to_string().contains("3 shards on disk"), "{err}");
 }
 
+/// Forwards everything on the stream as the bridge would: a checkpoint at
+/// each shard's last sequence on the bridge's queue.
+async fn checkpoint_everything(b: &Backend) {
+    for s in b.stream.shards().await.unwrap() {
+        if let Some(last) = b.stream.latest(&s).await.unwrap() {
+            let cp = Checkpoint {
+                consumer: "bridge".into(),
+                source: s.clone(),
+                position: last,
+            };
+            b.queue.send(Vec::new(), Some(cp)).await.unwrap();
+        }
+    }
+}
+
+async fn stream_len(b: &Backend) -> usize {
+    let mut n = 0;
+    for s in b.stream.shards().await.unwrap() {
+        n += b.stream.read(&s, None, 1000).await.unwrap().len();
+    }
+    n
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn local_stream_retention_keeps_each_shards_last_record() {
     let (_d, b) = local();
@@ -376,6 +399,7 @@ async fn local_stream_retention_keeps_each_shards_last_record() {
         })
         .collect();
     b.stream.put(records, None).await.unwrap();
+    checkpoint_everything(&b).await;
     let far_future = i64::MAX;
     let trimmed = b.stream.trim(far_future).await.unwrap();
     let mut left = 0;
@@ -392,4 +416,194 @@ async fn local_stream_retention_keeps_each_shards_last_record() {
         left += rest.len();
     }
     assert_eq!(trimmed as usize + left, 30);
+}
+
+/// Retention never trims what the bridge has not forwarded: with the
+/// bridge stopped (no checkpoint, as under `run --stages feeds`) records
+/// past the retention all stay; with a checkpoint halfway, only what is
+/// at or before it goes; once the bridge has forwarded everything, the
+/// rest goes too (but each shard's last record).
+#[tokio::test(flavor = "multi_thread")]
+async fn local_stream_retention_never_trims_past_the_bridge_checkpoint() {
+    let (_d, b) = local();
+    let records: Vec<StreamRecord> = (0..60)
+        .map(|i| StreamRecord {
+            partition_key: format!("f:{i}"),
+            data: format!("record {i}").into_bytes(),
+        })
+        .collect();
+    b.stream.put(records, None).await.unwrap();
+    // Aged past any retention, nothing forwarded yet.
+    assert_eq!(b.stream.trim(i64::MAX).await.unwrap(), 0);
+    assert_eq!(
+        stream_len(&b).await,
+        60,
+        "nothing lost before the bridge ran"
+    );
+    // The bridge forwards half of one shard (two consumers: the slowest
+    // one bounds the trim).
+    let shard = b.stream.shards().await.unwrap()[0].clone();
+    let rows = b.stream.read(&shard, None, 1000).await.unwrap();
+    let half = rows[rows.len() / 2 - 1].sequence.clone();
+    for (consumer, position) in [
+        ("bridge", rows.last().unwrap().sequence.clone()),
+        ("slow", half.clone()),
+    ] {
+        let cp = Checkpoint {
+            consumer: consumer.into(),
+            source: shard.clone(),
+            position,
+        };
+        b.queue.send(Vec::new(), Some(cp)).await.unwrap();
+    }
+    let trimmed = b.stream.trim(i64::MAX).await.unwrap();
+    assert_eq!(
+        trimmed as usize,
+        rows.len() / 2,
+        "up to the slowest checkpoint"
+    );
+    let rest = b.stream.read(&shard, None, 1000).await.unwrap();
+    assert_eq!(
+        rest.first().unwrap().sequence,
+        rows[rows.len() / 2].sequence
+    );
+    assert_eq!(stream_len(&b).await, 60 - rows.len() / 2);
+    // Everything forwarded: all but each shard's last record go.
+    for s in b.stream.shards().await.unwrap() {
+        let last = b.stream.latest(&s).await.unwrap().unwrap();
+        for consumer in ["bridge", "slow"] {
+            let cp = Checkpoint {
+                consumer: consumer.into(),
+                source: s.clone(),
+                position: last.clone(),
+            };
+            b.queue.send(Vec::new(), Some(cp)).await.unwrap();
+        }
+    }
+    b.stream.trim(i64::MAX).await.unwrap();
+    assert_eq!(stream_len(&b).await, b.stream.shards().await.unwrap().len());
+    // Records younger than the retention stay whatever the checkpoint.
+    assert_eq!(b.stream.trim(0).await.unwrap(), 0);
+}
+
+/// Two processes' backends on one database (`serve` beside `run`), each
+/// putting, sending, receiving and deleting at once: no call fails with
+/// SQLITE_BUSY (a deferred read-then-write transaction would, with
+/// BUSY_SNAPSHOT, which the busy timeout does not retry), and every record
+/// gets its own sequence number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_backends_sharing_a_database_never_fail_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        LocalBackend::open(dir.path(), SyncMode::Normal, &names())
+            .unwrap()
+            .backend()
+    };
+    let (a, b) = (open(), open());
+    let mut tasks = Vec::new();
+    for (n, backend) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let r = StreamRecord {
+                    partition_key: format!("f:{}", i % 3),
+                    data: format!("{n}-{i}").into_bytes(),
+                };
+                backend.stream.put(vec![r], None).await?;
+                backend
+                    .queue
+                    .send(vec![msg(&format!("{n}-{i}"))], None)
+                    .await?;
+                for m in backend.queue.receive(2, Duration::ZERO).await? {
+                    backend.queue.delete(&[m.receipt]).await?;
+                }
+            }
+            Ok::<_, pipehost::backend::BackendError>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .unwrap()
+            .expect("no call fails while another process writes");
+    }
+    let b = open();
+    let mut seqs = std::collections::BTreeSet::new();
+    for s in b.stream.shards().await.unwrap() {
+        for r in b.stream.read(&s, None, 1000).await.unwrap() {
+            assert!(
+                seqs.insert((s.clone(), r.sequence)),
+                "one sequence per record"
+            );
+        }
+    }
+    assert_eq!(seqs.len(), 400);
+}
+
+/// Bad object keys are refused as the request's fault (not retryable), a
+/// failing store call as an outage (retryable).
+#[tokio::test(flavor = "multi_thread")]
+async fn local_store_errors_say_whether_a_retry_can_help() {
+    let (d, b) = local();
+    let put = |key: &str| PutObject {
+        key: key.into(),
+        body: b"x".to_vec(),
+        content_type: "text/plain".into(),
+        content_encoding: None,
+        metadata: Default::default(),
+    };
+    let e = b.store.put(put("a/../b")).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("a/../b"), "{e}");
+    // A file where the key's directory should be: the write fails.
+    std::fs::create_dir_all(d.path().join("objects/conf-bucket")).unwrap();
+    std::fs::write(d.path().join("objects/conf-bucket/blocked"), b"").unwrap();
+    let e = b.store.put(put("blocked/key")).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+}
+
+/// The data directory and what is in it are this user's only.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn local_state_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(".pipehost");
+    let b = LocalBackend::open(&data, SyncMode::Full, &names())
+        .unwrap()
+        .backend();
+    b.store
+        .put(PutObject {
+            key: "dataset=x/part".into(),
+            body: b"x".to_vec(),
+            content_type: "text/plain".into(),
+            content_encoding: None,
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap();
+    b.stream
+        .put(
+            vec![StreamRecord {
+                partition_key: "f:k".into(),
+                data: b"x".to_vec(),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for f in ["pipehost.db", "pipehost.db-wal"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    for d in [
+        "objects",
+        "objects/conf-bucket",
+        "objects/conf-bucket/dataset=x",
+    ] {
+        assert_eq!(mode(&data.join(d)), 0o700, "{d}");
+    }
+    assert_eq!(
+        mode(&data.join("objects/conf-bucket/dataset=x/part")),
+        0o600
+    );
 }

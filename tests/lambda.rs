@@ -496,6 +496,99 @@ transforms = [{ plugin = "hostile" }]
     );
 }
 
+/// A panic while processing fails that message only: the execution
+/// environment goes on, and the message's redelivery is processed with
+/// fresh plugin instances (the panic took the old ones with it).
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_survives_a_panic_with_fresh_plugin_instances() {
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("lpanic");
+    let feeds = r#"
+[feeds.forex]
+parser = { plugin = "forex_parser" }
+transforms = [{ plugin = "forex_transform" }]
+"#;
+    let path = write_aws_pipeline(dir.path(), &name, feeds, "", moto);
+    setup(&path);
+    let conf = sdk(moto).await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue = format!("{name}-batches");
+    let url = queue_url(&sqs, &queue).await;
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue}");
+    let body = batch(&name, "shardId-000000000000", 1, "forex", &FOREX);
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+
+    let api = RuntimeApi::start().await;
+    let bootstrap = dir.path().join("bootstrap");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pipehost"), &bootstrap).unwrap();
+    let mut cmd = Command::new(&bootstrap);
+    pipehost_env(&mut cmd)
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", format!("{name}-processor"))
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("LAMBDA_TASK_ROOT", dir.path())
+        .env_remove("PIPEHOST_PIPELINE")
+        .env("PIPEHOST_CACHE_DIR", cache_dir())
+        .env("PIPEHOST_PANIC_AT", "process")
+        .env("RUST_LOG", "pipehost=info");
+    let function = Spawned::spawn(cmd);
+
+    // First delivery: the panic fails it; the redelivery (after the 1 s
+    // visibility timeout) succeeds in the same environment.
+    let mut failures = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "not stored in 60 s; failures {failures:?}\n{}",
+            function.log()
+        );
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            continue;
+        }
+        let Answer::Response(resp) = api
+            .invoke(sqs_event(out.messages(), &arn), Duration::from_secs(60))
+            .await
+        else {
+            panic!("the invocation failed as a whole\n{}", function.log());
+        };
+        if resp["batchItemFailures"] == json!([]) {
+            break;
+        }
+        failures.push(resp);
+    }
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the panicking delivery failed: {failures:?}"
+    );
+    let objects = bucket_objects(moto, &name).await;
+    let events: usize = objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("dataset="))
+        .map(|(_, v)| v.lines().count())
+        .sum();
+    assert_eq!(events, 3, "{objects:#?}");
+    let (_, log) = function.terminate();
+    assert!(log.contains("processing panicked"), "{log}");
+}
+
 /// Messages in the queue, visible or in flight.
 async fn queue_total(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
     use aws_sdk_sqs::types::QueueAttributeName as A;

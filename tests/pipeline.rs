@@ -145,7 +145,7 @@ pub(crate) struct StreamRow {
     pub data: Vec<u8>,
 }
 
-fn stream_rows(state: &Path) -> Vec<StreamRow> {
+pub(crate) fn stream_rows(state: &Path) -> Vec<StreamRow> {
     let db = rusqlite::Connection::open(state.join("pipehost.db")).unwrap();
     let mut st = db
         .prepare("SELECT shard, seq, partition_key, data FROM stream_records ORDER BY shard, seq")

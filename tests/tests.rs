@@ -10,6 +10,7 @@ mod aws;
 mod cli;
 mod conformance;
 mod contract;
+mod faults;
 mod fixtures;
 mod hostile;
 mod lambda;

@@ -28,9 +28,13 @@ pub use types::*;
 
 use crate::plan::{BackendPlan, Plan};
 
-/// Why a backend call failed.
+/// Why a backend call failed. [`BackendError::is_retryable`] tells an
+/// outage (wait and try again: the processor keeps the message) from a
+/// request that can never succeed (fail the batch).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The service failed or did not answer: I/O, a full disk, a busy
+    /// database, a network error, throttling. May clear on its own.
     #[error("{service}: {message}")]
     Failed {
         service: &'static str,
@@ -38,6 +42,13 @@ pub enum BackendError {
     },
     #[error("{service}: {what} not found")]
     NotFound { service: &'static str, what: String },
+    /// The request itself is wrong (e.g. an invalid object key): trying
+    /// again cannot help.
+    #[error("{service}: {message}")]
+    Invalid {
+        service: &'static str,
+        message: String,
+    },
 }
 
 impl BackendError {
@@ -46,6 +57,18 @@ impl BackendError {
             service,
             message: e.to_string(),
         }
+    }
+
+    pub fn invalid(service: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Invalid {
+            service,
+            message: e.to_string(),
+        }
+    }
+
+    /// True for an outage that may clear on its own ([`BackendError::Failed`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Failed { .. })
     }
 }
 
@@ -106,7 +129,8 @@ pub trait Stream: Send + Sync {
         Ok(())
     }
     /// Drops records that arrived before `before_ms` (the retention window),
-    /// always keeping each shard's last record. Returns how many went.
+    /// always keeping each shard's last record and every record the bridge
+    /// has not forwarded yet (past its checkpoint). Returns how many went.
     /// Providers that expire records themselves (Kinesis) do nothing.
     async fn trim(&self, _before_ms: i64) -> Result<u64> {
         Ok(0)

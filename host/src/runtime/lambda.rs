@@ -49,8 +49,10 @@ struct Function {
     backend: Backend,
     layout: Layout,
     /// One set of plugin instances: Lambda sends one event at a time to
-    /// an execution environment.
+    /// an execution environment. `None` after a panic took them; the next
+    /// message instantiates fresh ones from `chains`.
     feeds: Mutex<Option<HashMap<String, FeedPlugins>>>,
+    chains: Chains,
     stats: Stats,
 }
 
@@ -108,23 +110,36 @@ impl Function {
         let msg = BatchMessage::decode(&body).map_err(|e| format!("undecodable message: {e}"))?;
         let batch = {
             let mut guard = self.feeds.lock().await;
-            let mut feeds = guard
-                .take()
-                .ok_or("the plugin instances were lost by an earlier panic")?;
+            let mut feeds = match guard.take() {
+                Some(f) => f,
+                None => blocking(|| processor::instantiate(&self.chains))
+                    .map_err(|e| format!("cannot instantiate the plugins: {e}"))?,
+            };
             let layout = self.layout.clone();
             let (feeds, result) = tokio::task::spawn_blocking(move || {
+                processor::crash_point("process");
                 let r = process(&msg, &mut feeds, &layout);
                 (feeds, r)
             })
             .await
-            .map_err(|e| format!("processing panicked: {e}"))?;
+            .map_err(|e| {
+                Stats::add(&self.stats.plugin_failures, 1);
+                format!("processing panicked (the next message gets fresh plugin instances): {e}")
+            })?;
             *guard = Some(feeds);
             result.map_err(|e| {
                 Stats::add(&self.stats.plugin_failures, 1);
                 e.to_string()
             })?
         };
-        processor::store_and_notify(&self.backend, &batch, &self.stats).await?;
+        let retry = processor::Retry::Never;
+        processor::store_and_notify(&self.backend, &batch, &self.stats, &retry).await?;
+        if !batch.failed.is_empty() {
+            // The healthy feeds' objects are stored; the message comes back
+            // for the failed feed's records.
+            Stats::add(&self.stats.plugin_failures, batch.failed.len() as u64);
+            return Err(batch.failed.join("; "));
+        }
         processor::count_processed(&batch, &self.stats);
         Ok(())
     }
@@ -173,6 +188,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
         backend,
         layout: Layout::of(&plan),
         feeds: Mutex::new(Some(feeds)),
+        chains,
         stats: Stats::default(),
     });
     tracing::info!(

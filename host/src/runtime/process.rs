@@ -18,8 +18,11 @@
 //!
 //! Plain synchronous code: a worker owns its plugin instances and calls
 //! this on a blocking thread. A plugin call failure (trap, deadline, memory
-//! cap) fails the whole batch, which the queue then redelivers and, past
-//! `max_receives`, moves to the dead-letter queue.
+//! cap) fails that feed's records: the other feeds' objects are laid out
+//! and stored, and the batch is not deleted, so the queue redelivers it
+//! (rewriting the same objects, notified once) and, past `max_receives`,
+//! moves it to the dead-letter queue. An event whose dataset cannot name
+//! an object (`..`, a `/`) goes to the error prefix, not the batch.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +89,9 @@ pub struct ProcessedBatch {
     pub events_out: usize,
     pub dropped: usize,
     pub error_records: usize,
+    /// Feeds whose plugins failed (a trap, the deadline, the memory cap):
+    /// their records are in no object, and the batch must come back.
+    pub failed: Vec<String>,
 }
 
 /// Why a batch could not be processed (it will be retried).
@@ -229,7 +235,53 @@ fn object(
     }
 }
 
-/// Processes one batch with `feeds` (by feed name).
+/// Parses `raw` with the feed's parser and runs the transforms.
+fn run_chain(plugins: &mut FeedPlugins, feed: &str, raw: &RawBatch) -> Result<Chain, ProcessError> {
+    let plugin_error = |source| ProcessError::Plugin {
+        feed: feed.to_string(),
+        source,
+    };
+    let started = std::time::Instant::now();
+    let chain = Chain::parse(&mut plugins.parser, raw);
+    super::metrics::plugin_call("parser", feed, started);
+    let mut chain = chain.map_err(plugin_error)?;
+    for (position, t) in plugins.transforms.iter_mut().enumerate() {
+        if chain.events.is_empty() {
+            break;
+        }
+        let started = std::time::Instant::now();
+        let result = chain.transform(t, position);
+        super::metrics::plugin_call("transform", feed, started);
+        result.map_err(plugin_error)?;
+    }
+    Ok(chain)
+}
+
+/// Why a dataset name from a plugin cannot name objects, if it cannot: it
+/// becomes part of every key, so it must be one path segment of plain
+/// characters.
+fn dataset_problem(dataset: &str) -> Option<String> {
+    let why = if dataset.is_empty() {
+        "is empty"
+    } else if dataset == "." || dataset == ".." {
+        "is a relative path segment"
+    } else if dataset.contains('/') {
+        "contains '/'"
+    } else if dataset.chars().any(char::is_control) {
+        "contains a control character"
+    } else if dataset.len() > 256 {
+        "is longer than 256 bytes"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "dataset {dataset:?} {why}: a dataset name is one segment of the object key"
+    ))
+}
+
+/// Processes one batch with `feeds` (by feed name). A feed whose plugin
+/// fails is listed in [`ProcessedBatch::failed`]; the other feeds' objects
+/// are laid out all the same.
 pub fn process(
     msg: &BatchMessage,
     feeds: &mut HashMap<String, FeedPlugins>,
@@ -263,6 +315,7 @@ pub fn process(
         by_feed.entry(r.feed_and_key().0).or_default().push(i);
     }
 
+    let mut failed_feeds: Vec<&str> = Vec::new();
     for (feed, indices) in by_feed {
         let Some(plugins) = feeds.get_mut(feed) else {
             for &i in &indices {
@@ -284,24 +337,17 @@ pub fn process(
                 Err(reason) => errors.push(error_line(msg, r, "decode", &reason, None, None)),
             }
         }
-        let plugin_error = |source| ProcessError::Plugin {
-            feed: feed.to_string(),
-            source,
-        };
-        let started = std::time::Instant::now();
-        let chain = Chain::parse(&mut plugins.parser, &raw);
-        super::metrics::plugin_call("parser", feed, started);
-        let mut chain = chain.map_err(plugin_error)?;
-        drop(raw);
-        for (position, t) in plugins.transforms.iter_mut().enumerate() {
-            if chain.events.is_empty() {
-                break;
+        let chain = match run_chain(plugins, feed, &raw) {
+            Ok(chain) => chain,
+            Err(e) => {
+                // This feed's records wait for a redelivery; the other
+                // feeds' objects are stored all the same.
+                out.failed.push(e.to_string());
+                failed_feeds.push(feed);
+                continue;
             }
-            let started = std::time::Instant::now();
-            let result = chain.transform(t, position);
-            super::metrics::plugin_call("transform", feed, started);
-            result.map_err(plugin_error)?;
-        }
+        };
+        drop(raw);
         out.dropped += chain.dropped;
         for rejected in &chain.rejected {
             let (stage, plugin) = match rejected.stage {
@@ -324,8 +370,18 @@ pub fn process(
         let mut parts = vec![0u32; raw_index.len()];
         let mut slots: HashMap<(u32, i64), usize> = HashMap::new();
         let mut writer = LineWriter::new(&chain.events);
+        let mut bad_dataset: HashMap<u32, Option<String>> = HashMap::new();
         for (event, &origin) in chain.events.iter().zip(&chain.origins) {
             let r = &records[raw_index[origin as usize]];
+            let bad = bad_dataset
+                .entry(event.dataset_index())
+                .or_insert_with(|| dataset_problem(event.dataset()));
+            if let Some(reason) = bad {
+                let plugin = plugins.transforms.last().unwrap_or(&plugins.parser);
+                let e = event.to_event();
+                errors.push(error_line(msg, r, "layout", reason, Some(plugin), Some(&e)));
+                continue;
+            }
             let hour = event
                 .event_time_ms()
                 .div_euclid(KeyTemplate::GRANULARITY_MS);
@@ -381,6 +437,9 @@ pub fn process(
             msg,
         ));
     }
+    // A failed feed's error lines are written when its records are, or
+    // its error object would change (and be notified again) on redelivery.
+    errors.retain(|e| !failed_feeds.contains(&e.feed.as_str()));
     out.error_records = errors.len();
     let mut by_key: BTreeMap<String, (String, Vec<Json>)> = BTreeMap::new();
     for e in errors {
@@ -417,4 +476,31 @@ pub fn process(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dataset_problem;
+
+    #[test]
+    fn dataset_names_must_be_one_plain_key_segment() {
+        for ok in ["forex", "fx.quotes", "a-b_c", "dataset=1"] {
+            assert_eq!(dataset_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("..", "relative path segment"),
+            (".", "relative path segment"),
+            ("a/b", "contains '/'"),
+            ("a\nb", "control character"),
+        ] {
+            let reason = dataset_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(reason.contains(why), "{reason}");
+            assert!(
+                reason.contains(&format!("{bad:?}")),
+                "names the dataset: {reason}"
+            );
+        }
+        assert!(dataset_problem(&"x".repeat(257)).is_some());
+    }
 }

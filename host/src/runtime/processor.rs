@@ -4,24 +4,34 @@
 //! object, and only then delete the message. A batch that fails is not
 //! deleted: it comes back after the visibility timeout and, past
 //! `max_receives`, lands in the dead-letter queue.
+//!
+//! A message is held from the moment it is received ([`Held`]): its
+//! visibility is extended until it is deleted or given up on, and dropping
+//! it — also while a panic unwinds — stops the extension and counts it out
+//! of [`InFlight`]. A panic while processing fails that batch only; the
+//! worker goes on with fresh plugin instances. Backend errors are waited
+//! out, not charged to the batch (see [`deliver`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod deliver;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use arc_swap::ArcSwap;
 
+pub use deliver::{Outage, Retry, count_processed, s3_event, store_and_notify};
+
 use super::message::BatchMessage;
-use super::process::{FeedPlugins, Layout, OutputObject, ProcessedBatch, process};
+use super::process::{FeedPlugins, Layout, process};
 use super::reload::Chains;
 use super::stats::Stats;
-use crate::backend::{Backend, Notification, ObjectInfo, Received};
-use crate::event::format_ms;
+use crate::backend::{Backend, Received};
 use crate::plugin::Plugin;
 
 /// The plugins of one feed, loaded once; each worker instantiates its own.
@@ -50,93 +60,6 @@ impl InFlight {
     }
 }
 
-/// The S3-event-shaped notification body for a stored object.
-pub fn s3_event(bucket: &str, info: &ObjectInfo) -> String {
-    json!({
-        "Records": [{
-            "eventVersion": "2.1",
-            "eventSource": "pipehost:s3",
-            "awsRegion": "local",
-            "eventTime": format_ms(info.modified_ms),
-            "eventName": "ObjectCreated:Put",
-            "s3": {
-                "s3SchemaVersion": "1.0",
-                "bucket": { "name": bucket, "arn": format!("arn:aws:s3:::{bucket}") },
-                "object": { "key": info.key, "size": info.size, "eTag": info.etag },
-            },
-        }]
-    })
-    .to_string()
-}
-
-fn notification(bucket: &str, obj: &OutputObject, info: &ObjectInfo) -> Notification {
-    let mut attributes = BTreeMap::new();
-    attributes.insert("dataset".to_string(), obj.dataset.clone());
-    attributes.insert("record_count".to_string(), obj.records.to_string());
-    attributes.insert("plugin_versions".to_string(), obj.plugin_versions.clone());
-    attributes.insert("kind".to_string(), obj.kind.as_str().to_string());
-    Notification {
-        // One notification per object version: a redelivered batch that
-        // rewrites the same bytes does not notify twice.
-        dedup_id: format!("{}#{}", info.key, info.etag),
-        body: s3_event(bucket, info),
-        attributes,
-    }
-}
-
-/// Stores a processed batch's objects and publishes one notification per
-/// object. Every key is derived from the batch, so doing it again after a
-/// failure overwrites, and the notifier skips versions it already announced.
-pub async fn store_and_notify(
-    backend: &Backend,
-    batch: &ProcessedBatch,
-    stats: &Stats,
-) -> Result<(), String> {
-    let bucket = backend.store.bucket().to_string();
-    for obj in &batch.objects {
-        let info = backend
-            .store
-            .put(obj.put.clone())
-            .await
-            .map_err(|e| format!("storing {}: {e}", obj.put.key))?;
-        Stats::add(&stats.objects, 1);
-        let fresh = backend
-            .notifier
-            .publish(notification(&bucket, obj, &info))
-            .await
-            .map_err(|e| format!("notifying {}: {e}", info.key))?;
-        if fresh {
-            Stats::add(&stats.notifications, 1);
-        }
-    }
-    Ok(())
-}
-
-/// Counts a batch that is done.
-pub fn count_processed(batch: &ProcessedBatch, stats: &Stats) {
-    Stats::add(&stats.processed, batch.records_in as u64);
-    Stats::add(&stats.events, batch.events_out as u64);
-    Stats::add(&stats.dropped, batch.dropped as u64);
-    Stats::add(&stats.error_records, batch.error_records as u64);
-}
-
-/// Stores a processed batch, notifies, then deletes the message.
-async fn deliver(
-    backend: &Backend,
-    received: &Received,
-    batch: ProcessedBatch,
-    stats: &Stats,
-) -> Result<(), String> {
-    store_and_notify(backend, &batch, stats).await?;
-    backend
-        .queue
-        .delete(std::slice::from_ref(&received.receipt))
-        .await
-        .map_err(|e| format!("deleting the message: {e}"))?;
-    count_processed(&batch, stats);
-    Ok(())
-}
-
 /// A worker's own instances of every feed's chain.
 pub fn instantiate(chains: &Chains) -> anyhow::Result<HashMap<String, FeedPlugins>> {
     chains
@@ -154,92 +77,205 @@ pub fn instantiate(chains: &Chains) -> anyhow::Result<HashMap<String, FeedPlugin
         .collect()
 }
 
-async fn worker(
-    id: usize,
+/// A received message this process holds: its visibility is extended
+/// every half timeout from the moment it is received (so one waiting in the
+/// channel or behind a backend outage does not come back), until it is
+/// dropped — done, failed, or dropped by a panic unwinding.
+pub struct Held {
+    received: Received,
+    heartbeat: JoinHandle<()>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Held {
+    fn new(received: Received, backend: &Backend, vis: Duration, in_flight: Arc<InFlight>) -> Self {
+        in_flight.0.fetch_add(1, Ordering::AcqRel);
+        let queue = backend.queue.clone();
+        let receipt = received.receipt.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(vis / 2).await;
+                if let Err(e) = queue.extend_visibility(&receipt, vis).await {
+                    tracing::warn!("extending visibility failed: {e}");
+                }
+            }
+        });
+        Self {
+            received,
+            heartbeat,
+            in_flight,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        self.in_flight.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Test-only fault points. With `PIPEHOST_CRASH_AT=<point>` the process
+/// aborts (SIGABRT: as abrupt as a SIGKILL, no unwinding, no flushing) the
+/// first time it reaches `<point>`, so crash tests land exactly there; with
+/// `PIPEHOST_PANIC_AT=<point>` it panics there once. Points: `after-store`
+/// (an object stored, not yet notified), `before-delete` (a batch stored
+/// and notified, its message not deleted), `process` (panic while
+/// processing a batch).
+/// Unset, each check is one load of a cached value.
+pub(crate) fn crash_point(point: &str) {
+    static CRASH: OnceLock<Option<String>> = OnceLock::new();
+    static PANIC: OnceLock<Option<String>> = OnceLock::new();
+    static PANICKED: AtomicBool = AtomicBool::new(false);
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    if CRASH.get_or_init(|| var("PIPEHOST_CRASH_AT")).as_deref() == Some(point) {
+        tracing::error!("PIPEHOST_CRASH_AT={point}: killing the process here");
+        std::process::abort();
+    }
+    if PANIC.get_or_init(|| var("PIPEHOST_PANIC_AT")).as_deref() == Some(point)
+        && !PANICKED.swap(true, Ordering::AcqRel)
+    {
+        panic!("PIPEHOST_PANIC_AT={point}: panicking here once");
+    }
+}
+
+/// What a worker shares with the fetcher and its fellows.
+struct WorkerContext {
     chains: Arc<ArcSwap<Chains>>,
-    jobs: Arc<Mutex<mpsc::Receiver<Received>>>,
+    jobs: Arc<Mutex<mpsc::Receiver<Held>>>,
     backend: Backend,
     settings: Arc<ProcessorSettings>,
     stats: Arc<Stats>,
-    in_flight: Arc<InFlight>,
-) -> anyhow::Result<()> {
-    let current = chains.load_full();
-    let mut generation = current.generation;
-    let mut feeds: Option<HashMap<String, FeedPlugins>> =
-        Some(super::blocking(|| instantiate(&current))?);
+    outage: Arc<Outage>,
+    cancel: CancellationToken,
+}
+
+/// A worker's plugin instances and the plugin generation they are of;
+/// `None` after a panic took them, until re-instantiated.
+struct Instances {
+    feeds: Option<HashMap<String, FeedPlugins>>,
+    generation: u64,
+}
+
+impl Instances {
+    /// The instances for the next batch: the reloaded plugin set when there
+    /// is one (a batch boundary), fresh ones when a panic took the old.
+    async fn refresh(&mut self, id: usize, chains: &ArcSwap<Chains>) -> Result<(), String> {
+        let latest = chains.load_full();
+        if self.feeds.is_some() && latest.generation == self.generation {
+            return Ok(());
+        }
+        match super::blocking(|| instantiate(&latest)) {
+            Ok(f) => {
+                self.feeds = Some(f);
+                self.generation = latest.generation;
+                tracing::debug!(
+                    worker = id,
+                    generation = self.generation,
+                    "worker instantiated its plugins"
+                );
+                Ok(())
+            }
+            Err(e) if self.feeds.is_some() => {
+                tracing::error!(
+                    worker = id,
+                    "cannot instantiate the reloaded plugins; keeping the old ones: {e}"
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot instantiate the plugins: {e}")),
+        }
+    }
+}
+
+async fn worker(id: usize, cx: Arc<WorkerContext>) -> anyhow::Result<()> {
+    let current = cx.chains.load_full();
+    let mut instances = Instances {
+        feeds: Some(super::blocking(|| instantiate(&current))?),
+        generation: current.generation,
+    };
     loop {
-        let job = { jobs.lock().await.recv().await };
-        let Some(received) = job else { break };
+        let job = { cx.jobs.lock().await.recv().await };
+        let Some(held) = job else { break };
         // A batch boundary: pick up a reloaded plugin set. The batch in
         // hand and every later one run on it; earlier ones finished on the
         // set they started with.
-        let latest = chains.load_full();
-        if latest.generation != generation {
-            match super::blocking(|| instantiate(&latest)) {
-                Ok(f) => {
-                    feeds = Some(f);
-                    generation = latest.generation;
-                    tracing::debug!(
-                        worker = id,
-                        generation,
-                        "worker switched to the reloaded plugins"
-                    );
-                }
-                Err(e) => tracing::error!(
-                    worker = id,
-                    "cannot instantiate the reloaded plugins; keeping the old ones: {e}"
-                ),
-            }
-        }
-        // Keep the message invisible while this worker holds it.
-        let heartbeat = {
-            let queue = backend.queue.clone();
-            let receipt = received.receipt.clone();
-            let vis = settings.visibility;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(vis / 2).await;
-                    if let Err(e) = queue.extend_visibility(&receipt, vis).await {
-                        tracing::warn!("extending visibility failed: {e}");
-                    }
-                }
-            })
+        let outcome = match instances.refresh(id, &cx.chains).await {
+            Ok(()) => handle(&cx, &mut instances, &held).await,
+            Err(e) => Err(e),
         };
-        let outcome = match BatchMessage::decode(&received.body) {
-            Err(e) => Err(format!("undecodable message: {e}")),
-            Ok(msg) => {
-                let mut f = feeds.take().expect("plugins are returned after each batch");
-                let layout = settings.layout.clone();
-                let (f, result) = tokio::task::spawn_blocking(move || {
-                    let r = process(&msg, &mut f, &layout);
-                    (f, r)
-                })
-                .await?;
-                feeds = Some(f);
-                match result {
-                    Ok(batch) => deliver(&backend, &received, batch, &stats).await,
-                    Err(e) => {
-                        Stats::add(&stats.plugin_failures, 1);
-                        Err(e.to_string())
-                    }
-                }
-            }
-        };
-        heartbeat.abort();
         if let Err(e) = outcome {
-            Stats::add(&stats.failed_batches, 1);
+            Stats::add(&cx.stats.failed_batches, 1);
             tracing::warn!(
                 worker = id,
-                message = %received.id,
-                receives = received.receive_count,
+                message = %held.received.id,
+                receives = held.received.receive_count,
                 "batch failed; it will be redelivered (dead-letter queue after the configured receives): {e}"
             );
             // Let it come back after the visibility timeout rather than at
             // once: a crashing plugin must not spin.
         }
-        in_flight.0.fetch_sub(1, Ordering::AcqRel);
+        drop(held);
     }
     Ok(())
+}
+
+/// One message: process, store, notify, delete. A panic while processing
+/// fails this batch and drops the instances it held (rebuilt for the next).
+async fn handle(cx: &WorkerContext, instances: &mut Instances, held: &Held) -> Result<(), String> {
+    let msg = BatchMessage::decode(&held.received.body)
+        .map_err(|e| format!("undecodable message: {e}"))?;
+    let mut f = instances
+        .feeds
+        .take()
+        .ok_or("the plugin instances are missing")?;
+    let layout = cx.settings.layout.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        crash_point("process");
+        let r = process(&msg, &mut f, &layout);
+        (f, r)
+    })
+    .await;
+    let (f, result) = match joined {
+        Ok(done) => done,
+        Err(e) => {
+            Stats::add(&cx.stats.plugin_failures, 1);
+            return Err(format!(
+                "processing panicked (the worker goes on with fresh plugin instances): {}",
+                panic_text(e)
+            ));
+        }
+    };
+    instances.feeds = Some(f);
+    let batch = result.map_err(|e| {
+        Stats::add(&cx.stats.plugin_failures, 1);
+        e.to_string()
+    })?;
+    let retry = Retry::Until {
+        outage: &cx.outage,
+        cancel: &cx.cancel,
+    };
+    if batch.failed.is_empty() {
+        return deliver::deliver(&cx.backend, &held.received, &batch, &cx.stats, &retry).await;
+    }
+    // Some feed's plugin failed: store what the healthy feeds made (a
+    // redelivery rewrites the same objects, notified once), keep the
+    // message for the failed feed's records.
+    Stats::add(&cx.stats.plugin_failures, batch.failed.len() as u64);
+    store_and_notify(&cx.backend, &batch, &cx.stats, &retry).await?;
+    Err(batch.failed.join("; "))
+}
+
+/// The message of a panic, or what ended the task.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let p = e.into_panic();
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Runs the fetcher and the workers until cancelled; in-flight batches are
@@ -253,28 +289,39 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let (tx, rx) = mpsc::channel::<Received>(settings.workers);
-    let rx = Arc::new(Mutex::new(rx));
-    let mut workers = Vec::new();
-    for id in 0..settings.workers {
-        workers.push(tokio::spawn(worker(
-            id,
-            chains.clone(),
-            rx.clone(),
-            backend.clone(),
-            settings.clone(),
-            stats.clone(),
-            in_flight.clone(),
-        )));
-    }
+    let (tx, rx) = mpsc::channel::<Held>(settings.workers);
+    let outage = Arc::new(Outage::default());
+    let cx = Arc::new(WorkerContext {
+        chains,
+        jobs: Arc::new(Mutex::new(rx)),
+        backend: backend.clone(),
+        settings: settings.clone(),
+        stats: stats.clone(),
+        outage: outage.clone(),
+        cancel: cancel.clone(),
+    });
+    let workers: Vec<_> = (0..settings.workers)
+        .map(|id| tokio::spawn(worker(id, cx.clone())))
+        .collect();
+    drop(cx);
     let mut backoff = Duration::from_millis(50);
     'fetch: while !cancel.is_cancelled() {
+        // A worker is waiting out a backend error: receive nothing until
+        // it clears, so no message is received only to wait.
+        outage.wait_clear(&cancel).await;
+        if cancel.is_cancelled() {
+            break;
+        }
         // Receive only what the workers can take now: a message waiting in
         // our buffer would burn its visibility timeout.
         let permit = tokio::select! {
             _ = cancel.cancelled() => break,
             p = tx.reserve() => p?,
         };
+        if outage.is_down() {
+            drop(permit);
+            continue;
+        }
         let capacity = tx.capacity() + 1;
         // A short wait is not raced against the cancel token: a receive
         // dropped halfway may already have made messages invisible, which
@@ -309,7 +356,7 @@ pub async fn run(
         };
         let mut permit = Some(permit);
         for m in messages {
-            in_flight.0.fetch_add(1, Ordering::AcqRel);
+            let m = Held::new(m, &backend, settings.visibility, in_flight.clone());
             match permit.take() {
                 Some(p) => p.send(m),
                 None => {

@@ -101,12 +101,26 @@ pub struct Db {
     _checkpointer: Checkpointer,
 }
 
+/// A constraint violation or an oversized value is the request's fault;
+/// anything else (busy, locked, I/O, a full disk) may clear on its own.
 fn sql_err(e: rusqlite::Error) -> BackendError {
-    BackendError::failed("local", e)
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig};
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ConstraintViolation | TooBig) => {
+            BackendError::invalid("local", e)
+        }
+        _ => BackendError::failed("local", e),
+    }
 }
 
 impl Db {
     pub fn open(path: &Path, sync: &SyncMode) -> anyhow::Result<Self> {
+        // Created 0600 before SQLite opens it: SQLite gives the WAL and
+        // shared-memory files the database file's permissions.
+        if !path.exists() {
+            super::private_file(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        }
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;

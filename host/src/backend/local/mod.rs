@@ -76,13 +76,32 @@ pub struct LocalBackend {
     sync: SyncMode,
 }
 
+/// Creates `dir` and any missing parents, 0700: the data directory holds
+/// every record and object, readable by this user only.
+pub(crate) fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates (truncating) a file readable and writable by this user only.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
 /// Default visibility for queues without their own settings (subscribers).
 const SUBSCRIBER_VISIBILITY: Duration = Duration::from_secs(30);
 
 impl LocalBackend {
     /// Opens (creating if needed) the backend under `data_dir`.
     pub fn open(data_dir: &Path, sync: SyncMode, names: &Names) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        private_dirs(data_dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the data directory {}: {e}",
                 data_dir.display()
@@ -117,6 +136,7 @@ impl LocalBackend {
                 self.db.clone(),
                 &self.names.stream,
                 self.names.shards,
+                &self.names.queue,
             )),
             queue: Arc::new(LocalQueue::new(self.db.clone(), &self.names.queue)),
             dead_letter: Arc::new(LocalQueue::new(self.db.clone(), &self.names.dead_letter)),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 use serde_json::json;
 
 use super::db::{Db, now_ms};
@@ -37,7 +37,7 @@ impl Notifier for LocalNotifier {
         let inserted = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let now = now_ms();
                 let attributes = serde_json::to_string(&n.attributes).unwrap_or_else(|_| "{}".into());
                 let inserted = tx.execute(

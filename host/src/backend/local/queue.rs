@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::db::{Db, now_ms};
 use crate::backend::{Checkpoint, OutMessage, POLL_STEP, Queue, QueueDepth, Received, Result};
@@ -31,7 +31,7 @@ impl LocalQueue {
         let name = self.name.clone();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let (visibility_ms, max_receives, dead_letter): (i64, u32, Option<String>) = tx
                     .query_row(
                         "SELECT visibility_ms, max_receives, dead_letter FROM queues WHERE name = ?1",
@@ -103,7 +103,7 @@ impl Queue for LocalQueue {
         let name = self.name.clone();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let now = now_ms();
                 {
                     let mut insert = tx.prepare_cached(
@@ -163,7 +163,7 @@ impl Queue for LocalQueue {
         let receipts = receipts.to_vec();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
                     let mut del =
                         tx.prepare_cached("DELETE FROM queue_messages WHERE receipt = ?1")?;

@@ -34,7 +34,7 @@ fn check_key(key: &str) -> Result<()> {
             .any(|s| s.is_empty() || s == "." || s == "..")
         || key.contains('\0');
     if bad {
-        return Err(BackendError::failed(
+        return Err(BackendError::invalid(
             "store",
             format!("invalid object key {key:?}"),
         ));
@@ -57,21 +57,36 @@ impl LocalObjectStore {
     }
 }
 
+/// Writes `body` to a temporary file beside `path` and renames it into
+/// place. Directories are created 0700 and files 0600 (object bodies are
+/// nobody else's business). With `fsync`, the file is synced before the
+/// rename and its directory after it, so the rename itself survives a power
+/// loss. A failed write (a full disk) leaves no temporary file behind.
 fn write_atomically(path: &Path, body: &[u8], fsync: bool) -> std::io::Result<()> {
     let dir = path.parent().expect("object paths have a parent");
-    std::fs::create_dir_all(dir)?;
+    super::private_dirs(dir)?;
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
         TMP.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(body)?;
-    if fsync {
-        f.sync_all()?;
+    let written = (|| {
+        let mut f = super::private_file(&tmp)?;
+        f.write_all(body)?;
+        if fsync {
+            f.sync_all()?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    drop(f);
-    std::fs::rename(&tmp, path)
+    written?;
+    if fsync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -1,12 +1,13 @@
 //! The local stream (Kinesis role): shards chosen by a stable hash of the
 //! partition key, per-shard sequence numbers, producer positions recorded
-//! in the same transaction as the records.
+//! in the same transaction as the records. Retention never trims a record
+//! the bridge has not forwarded ([`LocalStream::trim`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::db::{Db, now_ms};
 use crate::backend::{
@@ -17,6 +18,8 @@ pub struct LocalStream {
     db: Arc<Db>,
     name: String,
     shards: u32,
+    /// The queue the bridge forwards to: its checkpoints bound trimming.
+    queue: String,
 }
 
 /// Shard ids look like `shard-0003`.
@@ -49,13 +52,37 @@ pub fn shard_for(partition_key: &str, shards: u32) -> u32 {
 }
 
 impl LocalStream {
-    pub fn new(db: Arc<Db>, name: &str, shards: u32) -> Self {
+    pub fn new(db: Arc<Db>, name: &str, shards: u32, queue: &str) -> Self {
         Self {
             db,
             name: name.to_string(),
             shards,
+            queue: queue.to_string(),
         }
     }
+}
+
+/// The last sequence of `shard` that trimming may drop: before the shard's
+/// last record, and no further than the slowest consumer's checkpoint on
+/// `queue` (`SHARD_END`: all of it). 0 when nothing may go.
+fn trim_bound(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &str,
+    queue: &str,
+    shard: u32,
+) -> rusqlite::Result<i64> {
+    let last: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM stream_records WHERE stream = ?1 AND shard = ?2",
+        params![stream, shard],
+        |r| r.get(0),
+    )?;
+    let checkpoint: Option<i64> = tx.query_row(
+        "SELECT MIN(CASE WHEN position = 'SHARD_END' THEN ?3 ELSE CAST(position AS INTEGER) END)
+         FROM checkpoints WHERE queue = ?1 AND source = ?2",
+        params![queue, shard_id(shard), i64::MAX],
+        |r| r.get(0),
+    )?;
+    Ok(checkpoint.unwrap_or(0).min(last - 1).max(0))
 }
 
 #[async_trait]
@@ -69,7 +96,7 @@ impl Stream for LocalStream {
         let shards = self.shards;
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let now = now_ms();
                 let mut next: BTreeMap<u32, i64> = BTreeMap::new();
                 {
@@ -157,18 +184,44 @@ impl Stream for LocalStream {
             .await
     }
 
+    /// Never past what the bridge forwarded: a record goes only once it is
+    /// older than `before_ms`, not the shard's last, and at or before the
+    /// slowest checkpoint recorded for its shard on the bridge's queue (no
+    /// checkpoint: nothing of the shard goes). Records past the retention
+    /// that are kept for the bridge are logged.
     async fn trim(&self, before_ms: i64) -> Result<u64> {
-        let name = self.name.clone();
-        self.db
+        let (name, queue, shards) = (self.name.clone(), self.queue.clone(), self.shards);
+        let (trimmed, held) = self
+            .db
             .call(move |c| {
-                c.execute(
-                    "DELETE FROM stream_records AS r WHERE r.stream = ?1 AND r.arrival_ms < ?2
-                     AND r.seq < (SELECT MAX(seq) FROM stream_records WHERE stream = r.stream AND shard = r.shard)",
-                    params![name, before_ms],
-                )
-                .map(|n| n as u64)
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (mut trimmed, mut held) = (0u64, 0u64);
+                for shard in 0..shards {
+                    let bound = trim_bound(&tx, &name, &queue, shard)?;
+                    trimmed += tx.execute(
+                        "DELETE FROM stream_records WHERE stream = ?1 AND shard = ?2 AND seq <= ?3
+                         AND arrival_ms < ?4",
+                        params![name, shard, bound, before_ms],
+                    )? as u64;
+                    held += tx.query_row(
+                        "SELECT COUNT(*) FROM stream_records WHERE stream = ?1 AND shard = ?2
+                         AND seq > ?3 AND arrival_ms < ?4",
+                        params![name, shard, bound, before_ms],
+                        |r| r.get::<_, i64>(0),
+                    )? as u64;
+                }
+                tx.commit()?;
+                Ok((trimmed, held))
             })
-            .await
+            .await?;
+        if held > 0 {
+            tracing::warn!(
+                stream = %self.name,
+                records = held,
+                "records older than the stream retention are kept: the bridge has not forwarded them yet"
+            );
+        }
+        Ok(trimmed)
     }
 
     async fn latest(&self, shard: &str) -> Result<Option<String>> {
