@@ -1,11 +1,11 @@
 //! Hostile plugins: each is stopped or capped and reported, the instance is
 //! replaced transparently, and the host carries on serving other plugins.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pipehost::plugin::{Outcome, PluginError, PluginKind, PluginSettings};
+use pipehost::plugin::{Outcome, PluginError, PluginKind, PluginSettings, Tick};
 
-use crate::util::{event, load, raw, wait_for};
+use crate::util::{event, load, plugin_dir, raw, root, wait_for};
 
 fn settings() -> PluginSettings {
     PluginSettings {
@@ -204,4 +204,226 @@ fn malformed_columns_are_a_contract_error_and_the_host_carries_on() {
         assert_recovers(&mut inst);
     }
     assert_eq!(inst.stats().failures, 9);
+}
+
+/// How late past its deadline a stopped call may end: epoch ticks, a timer
+/// wheel, a loaded debug build.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// Runs `f`, asserting it fails with a timeout no later than `timeout` +
+/// [`MARGIN`] and no earlier than the deadline.
+fn assert_stopped_in_time<T: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, PluginError>,
+) {
+    let started = Instant::now();
+    let err = f().expect_err(what);
+    let took = started.elapsed();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{what}: {err}");
+    assert!(err.to_string().contains("call deadline"), "{what}: {err}");
+    assert!(
+        took >= timeout && took <= timeout + MARGIN,
+        "{what}: stopped after {took:?}, deadline {timeout:?}"
+    );
+}
+
+#[test]
+fn a_plugin_waiting_in_a_blocking_wasi_call_is_stopped_at_its_deadline() {
+    let timeout = Duration::from_millis(300);
+    let plugin = load("hostile", PluginKind::Transform, settings());
+    let mut inst = plugin.instantiate("{}").unwrap();
+    // `sleep`: std::thread::sleep, a clock subscription then `block`;
+    // `poll`: `poll` on subscribe-instant and subscribe-duration an hour out.
+    for mode in ["sleep", "poll"] {
+        assert_stopped_in_time(mode, timeout, || inst.transform(&[event(mode)]));
+        assert!(
+            !inst.is_live(),
+            "{mode}: the stopped instance was discarded"
+        );
+        assert_recovers(&mut inst);
+    }
+    assert_eq!(inst.stats().failures, 2);
+}
+
+#[test]
+fn a_plugin_sleeping_in_init_or_generate_is_stopped_at_its_deadline() {
+    let timeout = Duration::from_millis(300);
+    for name in ["hostile", "hostile_generator"] {
+        let kind = if name == "hostile" {
+            PluginKind::Transform
+        } else {
+            PluginKind::Generator
+        };
+        let plugin = load(name, kind, settings());
+        assert_stopped_in_time(name, timeout, || plugin.instantiate(r#"{"init":"sleep"}"#));
+        plugin.instantiate("{}").expect("a fresh instance starts");
+    }
+    let plugin = load("hostile_generator", PluginKind::Generator, settings());
+    let mut inst = plugin.instantiate("{}").unwrap();
+    let tick = |count| Tick {
+        seed: 1,
+        number: 0,
+        time_ms: 0,
+        count,
+    };
+    assert_stopped_in_time("generate", timeout, || inst.generate(tick(8)));
+    let out = inst.generate(tick(1)).expect("the next tick is served");
+    assert_eq!(out.len(), 1);
+}
+
+/// A fixture for the hostile transform with one case keyed `mode`.
+fn hostile_fixture(dir: &std::path::Path, mode: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{mode}.toml"));
+    let text = format!(
+        r#"plugin = "hostile"
+world = "transform"
+
+[[case]]
+name = "{mode}"
+input = [{{ dataset = "d", partition_key = "{mode}", event_time = 1795420800000, fields = {{ n = 1 }} }}]
+expect = [{{ keep = {{ dataset = "d", partition_key = "{mode}", event_time = 2026-11-23T08:00:00Z, fields = {{ n = 1 }} }} }}]
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `pipehost test <fixture> --timeout-ms 1000`, killed if it is not
+/// done within `limit`.
+fn pipehost_test(fixture: &std::path::Path, limit: Duration) -> (Option<i32>, String, Duration) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pipehost"));
+    cmd.args(["test", "--timeout-ms", "1000"])
+        .arg(fixture)
+        .current_dir(root())
+        .env("PIPEHOST_CACHE_DIR", crate::util::cache_dir())
+        .env("PIPEHOST_PLUGIN_DIR", plugin_dir())
+        .env_remove("RUST_LOG");
+    let started = Instant::now();
+    let mut run = crate::util::Spawned::spawn(cmd);
+    let done = wait_for(limit, || run.child.try_wait().unwrap().is_some());
+    let took = started.elapsed();
+    assert!(
+        done,
+        "pipehost test still running after {limit:?}: {}",
+        run.log()
+    );
+    let code = run.child.wait().unwrap().code();
+    let mut out = String::new();
+    std::io::Read::read_to_string(run.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    (code, format!("{out}\n{}", run.log()), took)
+}
+
+#[test]
+fn pipehost_test_on_a_sleeping_transform_fails_on_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = hostile_fixture(dir.path(), "sleep");
+    let (code, out, took) = pipehost_test(&fixture, Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("call deadline"), "names the timeout: {out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+    // Start-up (a cached compile) plus one 1 s deadline.
+    assert!(took < Duration::from_secs(20), "took {took:?}: {out}");
+}
+
+#[test]
+fn plugin_log_lines_cannot_forge_host_log_lines_or_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = hostile_fixture(dir.path(), "forge-log");
+    let (code, out, _) = pipehost_test(&fixture, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("FORGED"),
+        "the plugin's message is logged: {out}"
+    );
+    assert!(
+        out.contains("ok\\n2026-01-01T00:00:00Z ERROR pipehost: FORGED \\u{1b}[31m"),
+        "escaped in place: {out}"
+    );
+    // (The host's own log formatter colours its output; the plugin's escape
+    // sequence must not come through raw.)
+    assert!(
+        !out.contains("\x1b[31m"),
+        "no raw escape from the plugin reaches the log: {out:?}"
+    );
+    assert!(
+        !out.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "no forged line: {out}"
+    );
+}
+
+#[test]
+fn huge_plugin_error_strings_are_capped_and_escaped() {
+    let transform = load("hostile", PluginKind::Transform, settings());
+    let err = transform
+        .instantiate(r#"{"init":"huge-error"}"#)
+        .unwrap_err();
+    let generator = load("hostile_generator", PluginKind::Generator, settings());
+    let init = generator
+        .instantiate(r#"{"init":"huge-error"}"#)
+        .unwrap_err();
+    let mut inst = generator.instantiate("{}").unwrap();
+    let tick = Tick {
+        seed: 1,
+        number: 0,
+        time_ms: 0,
+        count: 7,
+    };
+    let generate = inst.generate(tick).unwrap_err();
+    assert!(
+        matches!(generate, PluginError::GenerateFailed { .. }),
+        "{generate}"
+    );
+    for err in [err, init, generate] {
+        let msg = err.to_string();
+        // 10 MiB from the plugin; a few KiB at most in the error.
+        assert!(msg.len() < 4096, "{} bytes: {}", msg.len(), &msg[..200]);
+        assert!(msg.contains("bytes cut]"), "says it was cut: {msg}");
+        assert!(
+            msg.contains(
+                "hostile: refused\\n2026-01-01T00:00:00Z ERROR pipehost: FORGED \\u{1b}[31m"
+            ),
+            "escaped: {msg}"
+        );
+        assert!(
+            !msg.chars().any(char::is_control),
+            "no control characters: {msg:?}"
+        );
+    }
+}
+
+/// VmRSS of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn aliased_reasons_are_stopped_by_the_hostcall_copy_limit_and_memory_stays_flat() {
+    let plugin = load(
+        "hostile",
+        PluginKind::Transform,
+        PluginSettings {
+            memory_cap: 64 << 20,
+            timeout: Duration::from_secs(30),
+            ..settings()
+        },
+    );
+    let mut inst = plugin.instantiate("{}").unwrap();
+    let before = rss();
+    // 200,000 reasons x 16 MiB: 3.2 TB if each were copied.
+    let err = inst.transform(&[event("alias")]).unwrap_err();
+    let grew = rss().saturating_sub(before);
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(
+        err.to_string().contains("fuel allocated for hostcalls"),
+        "{err}"
+    );
+    assert!(grew < 256 << 20, "the host's memory grew by {grew} bytes");
+    assert_recovers(&mut inst);
 }

@@ -205,3 +205,67 @@ fn the_compiled_code_cache_is_hit_on_a_second_engine() {
         "entry rewritten"
     );
 }
+
+/// The cache entry of the plugin whose SHA-256 is `sha256`.
+fn cache_entry(dir: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha256))
+        .unwrap_or_else(|| panic!("no cache entry for {sha256} in {}", dir.display()))
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let settings = pipehost::plugin::EngineSettings {
+        cache_dir: Some(dir.clone()),
+        max_instances: 4,
+        ..Default::default()
+    };
+    let first = pipehost::plugin::PluginEngine::new(settings.clone()).unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "created 0700");
+    let settings_default = PluginSettings::default();
+    let news = first
+        .load(
+            &plugin_path("news_parser"),
+            PluginKind::Parser,
+            settings_default.clone(),
+        )
+        .unwrap();
+    let forex = first
+        .load(
+            &plugin_path("forex_parser"),
+            PluginKind::Parser,
+            settings_default.clone(),
+        )
+        .unwrap();
+    // Someone who can write the directory puts other machine code (here the
+    // forex parser's) under the news parser's name.
+    let news_entry = cache_entry(&dir, news.sha256());
+    std::fs::copy(cache_entry(&dir, forex.sha256()), &news_entry).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let second = pipehost::plugin::PluginEngine::new(settings).unwrap();
+    assert_eq!(second.cache_dir(), None, "the open directory is refused");
+    let news = second
+        .load(
+            &plugin_path("news_parser"),
+            PluginKind::Parser,
+            settings_default,
+        )
+        .unwrap();
+    let line = r#"ts=2026-11-23T08:00:00Z id=n-1 source=AP symbols=AAPL headline="Up""#;
+    let out = news
+        .instantiate("{}")
+        .unwrap()
+        .parse(&[raw("news", line)])
+        .unwrap();
+    assert!(
+        out[0].as_ref().is_ok_and(|evs| evs.len() == 1),
+        "the news parser's own code ran, not the planted entry: {out:?}"
+    );
+}

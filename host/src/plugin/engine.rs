@@ -10,7 +10,8 @@
 //!   replacing a trapped instance costs tens of microseconds;
 //! - compiled-code cache: keyed by the component's SHA-256 and the engine's
 //!   compatibility hash, so a restart (or a second `pipehost test`) skips
-//!   Cranelift.
+//!   Cranelift. Its entries are machine code, so the directory must be the
+//!   user's own and closed to others, and it is bounded (`cache.rs`).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::PluginHost;
 use super::bindings_v0_1::PluginHost as PluginHostV0_1;
-use super::state::HostState;
+use super::cache;
+use super::state::{HostState, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 
 /// How often the epoch advances; call deadlines are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -36,7 +38,11 @@ pub struct EngineSettings {
     /// Largest memory cap any plugin may be given, in bytes (pool slot size).
     pub max_memory_bytes: usize,
     /// Where compiled components are cached; `None` turns the cache off.
+    /// A directory owned by another user or writable by group or others
+    /// turns it off too, with a warning (see `cache.rs`).
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache's entries may take; the oldest go past it.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for EngineSettings {
@@ -45,6 +51,7 @@ impl Default for EngineSettings {
             max_instances: 128,
             max_memory_bytes: 1 << 30,
             cache_dir: default_cache_dir(),
+            cache_max_bytes: 256 << 20,
         }
     }
 }
@@ -73,6 +80,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     settings: EngineSettings,
+    /// The cache directory in use: the configured one, if it is safe.
+    cache_dir: Option<PathBuf>,
     compat_key: String,
     _ticker: Ticker,
 }
@@ -110,8 +119,13 @@ impl PluginEngine {
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasm32-wasip2 component holds a few core instances (the
         // program plus the shims wasm-component-ld adds), one memory and a
-        // couple of tables; leave headroom for other toolchains.
-        pool.total_component_instances(instances)
+        // couple of tables; leave headroom for other toolchains, and refuse
+        // a component that declares more (its memories' sum is capped too:
+        // state.rs).
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
+            .total_component_instances(instances)
             .total_core_instances(instances * 8)
             .total_memories(instances * 2)
             .total_tables(instances * 4)
@@ -124,6 +138,9 @@ impl PluginEngine {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        // The blocking wasi:io functions again, ending at the call's deadline.
+        super::deadline::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link deadline-bounded wasi:io: {e}"))?;
         PluginHost::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link the host interface: {e}"))?;
         // Plugins built against the frozen 0.1.0 import `host@0.1.0`.
@@ -149,11 +166,19 @@ impl PluginEngine {
                 }
             })?;
 
+        let cache_dir = settings.cache_dir.as_deref().and_then(|dir| {
+            cache::open_dir(dir)
+                .inspect_err(|e| {
+                    tracing::warn!("{e}; compiling plugins without the cache");
+                })
+                .ok()
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 settings,
+                cache_dir,
                 compat_key,
                 _ticker: Ticker(stop),
             }),
@@ -172,6 +197,12 @@ impl PluginEngine {
         &self.inner.settings
     }
 
+    /// The compiled-code cache directory in use: `None` when the cache is off
+    /// or the configured directory was refused as unsafe.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache_dir.as_deref()
+    }
+
     /// Compiles a component, or loads it from the cache. `sha256` is the hex
     /// digest of `bytes`. Returns whether the cache was hit.
     pub(crate) fn compile(
@@ -180,19 +211,24 @@ impl PluginEngine {
         sha256: &str,
     ) -> wasmtime::Result<(Component, bool)> {
         let engine = &self.inner.engine;
-        let Some(dir) = &self.inner.settings.cache_dir else {
+        let Some(dir) = &self.inner.cache_dir else {
             return Ok((Component::new(engine, bytes)?, false));
         };
-        let path = dir.join(format!("{sha256}-{}.cwasm", self.inner.compat_key));
+        let path = dir.join(format!(
+            "{sha256}-{}{}",
+            self.inner.compat_key,
+            cache::SUFFIX
+        ));
         // Read into memory rather than `deserialize_file`, which maps the
         // file: a mapped entry truncated by someone else would crash the
         // host with SIGBUS.
-        if let Ok(cached) = std::fs::read(&path) {
-            // SAFETY: the file lives in pipehost's own cache directory, is
+        if let Some(cached) = cache::read(&path) {
+            // SAFETY: the file lives in pipehost's own cache directory, which
+            // only this user can write (checked by `cache::open_dir`), is
             // named by the SHA-256 of its source and the engine's
-            // compatibility hash, and was written by `store_cached` below
-            // from `Engine::precompile_component`; wasmtime also checks its
-            // header and compatibility before using it.
+            // compatibility hash, and was written by `cache::store` from
+            // `Engine::precompile_component`; wasmtime also checks its header
+            // and compatibility before using it.
             match unsafe { Component::deserialize(engine, &cached) } {
                 Ok(component) => return Ok((component, true)),
                 Err(e) => tracing::warn!(
@@ -204,23 +240,9 @@ impl PluginEngine {
         let compiled = engine.precompile_component(bytes)?;
         // SAFETY: `compiled` was produced just now by this engine.
         let component = unsafe { Component::deserialize(engine, &compiled)? };
-        if let Err(e) = store_cached(&path, &compiled) {
+        if let Err(e) = cache::store(&path, &compiled, self.inner.settings.cache_max_bytes) {
             tracing::debug!(path = %path.display(), "compiled-code cache not written: {e}");
         }
         Ok((component, false))
     }
-}
-
-/// Writes a cache entry atomically (temp file + rename), so a concurrent
-/// reader never sees half a file.
-fn store_cached(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache entries live in a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

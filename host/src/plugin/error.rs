@@ -7,6 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Most bytes of plugin-supplied text (an `init` or `generate` refusal, a
+/// trap's stderr tail) kept in an error; the text is also escaped
+/// (`guest_log::guest_text`), since errors reach logs and HTTP bodies.
+pub(crate) const GUEST_ERROR_BYTES: usize = 2048;
+
 /// Why a plugin could not be loaded or a call into it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {

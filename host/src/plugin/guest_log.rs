@@ -119,7 +119,7 @@ impl GuestLog {
             self.suppressed = 0;
         }
         self.emitted_total += 1;
-        let text = truncate(message, self.limits.max_message_bytes);
+        let text = guest_text(message, self.limits.max_message_bytes);
         let plugin = &*self.plugin;
         match level {
             GuestLevel::Trace => tracing::trace!(plugin, source, "{text}"),
@@ -183,15 +183,35 @@ impl GuestLog {
     }
 }
 
-fn truncate(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if message.len() <= max {
-        return message.into();
+/// Plugin-supplied text made safe for the host's logs and HTTP bodies: at
+/// most `max` bytes (the rest cut and counted), and every control character
+/// escaped — newlines as `\n`, ANSI escapes as `\u{1b}`, bidirectional
+/// overrides too — so one plugin cannot forge log lines, drive a terminal or
+/// flood a response.
+pub fn guest_text(message: &str, max: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(message.len().min(max) + 24);
+    let mut piece = String::new();
+    for (i, c) in message.char_indices() {
+        piece.clear();
+        match c {
+            '\n' => piece.push_str("\\n"),
+            '\r' => piece.push_str("\\r"),
+            '\t' => piece.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                let _ = write!(piece, "\\u{{{:x}}}", c as u32);
+            }
+            c => piece.push(c),
+        }
+        if out.len() + piece.len() > max {
+            let _ = write!(out, "… [{} bytes cut]", message.len() - i);
+            return out;
+        }
+        out.push_str(&piece);
     }
-    let mut end = max;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} bytes cut]", &message[..end], message.len() - end).into()
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,9 +323,25 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_on_a_char_boundary() {
-        let cut = truncate("ééééé", 3);
+        let cut = guest_text("ééééé", 3);
         assert!(cut.starts_with("é…"), "{cut}");
         assert!(cut.contains("bytes cut"));
+    }
+
+    #[test]
+    fn guest_text_escapes_control_characters() {
+        let forged = "ok\nERROR forged\r\t\x1b[31m\0\u{202e}é";
+        assert_eq!(
+            guest_text(forged, 1000),
+            "ok\\nERROR forged\\r\\t\\u{1b}[31m\\u{0}\\u{202e}é"
+        );
+        let huge = "line\n".repeat(2 << 20);
+        let safe = guest_text(&huge, 100);
+        assert!(safe.len() < 130 && !safe.contains('\n'), "{safe}");
+        assert!(
+            safe.ends_with(&format!("… [{} bytes cut]", huge.len() - 84)),
+            "{safe}"
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ use super::bindings::exports::pipehost::plugin::{generator, parser, transformer}
 use super::bindings_v0_1::exports::pipehost::plugin::{
     generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
 };
+use super::deadline::DeadlineExceeded;
 use super::engine::EPOCH_TICK;
-use super::error::PluginError;
-use super::guest_log::GuestLog;
+use super::error::{GUEST_ERROR_BYTES, PluginError};
+use super::guest_log::{GuestLog, guest_text};
 use super::legacy;
 use super::load::{Exports, Plugin};
 use super::state::HostState;
@@ -148,6 +149,7 @@ impl PluginInstance {
         let mut store = Store::new(inner.engine.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().start_call(settings.timeout);
         self.stats.instantiations += 1;
 
         let instance = match inner.pre.instantiate(&mut store) {
@@ -168,6 +170,8 @@ impl PluginInstance {
             plugin: self.name(),
             detail: format!("{e:#}"),
         })?;
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().start_call(settings.timeout);
         let init = match &guest {
             Guest::Generator(g) => g.call_init(&mut store),
             Guest::Parser(g) => g.call_init(&mut store),
@@ -185,7 +189,7 @@ impl PluginInstance {
             }),
             Ok(Err(reason)) => Err(PluginError::InitRejected {
                 plugin: self.name(),
-                reason,
+                reason: guest_text(&reason, GUEST_ERROR_BYTES),
             }),
             Err(e) => Err(self.classify(&mut store, e)),
         }
@@ -195,6 +199,12 @@ impl PluginInstance {
     fn classify(&self, store: &mut Store<HostState>, e: wasmtime::Error) -> PluginError {
         let plugin = self.name();
         let state = store.data_mut();
+        if state.timed_out || e.downcast_ref::<DeadlineExceeded>().is_some() {
+            return PluginError::Timeout {
+                plugin,
+                limit: self.plugin.settings().timeout,
+            };
+        }
         if let Some(wanted) = state.memory.refused {
             return PluginError::MemoryCap {
                 plugin,
@@ -207,7 +217,7 @@ impl PluginInstance {
             .lock()
             .map(|mut l| {
                 l.flush();
-                l.take_stderr_tail()
+                guest_text(l.take_stderr_tail().trim(), GUEST_ERROR_BYTES)
             })
             .unwrap_or_default();
         match e.downcast_ref::<wasmtime::Trap>() {
@@ -222,7 +232,7 @@ impl PluginInstance {
             },
             None => PluginError::Trap {
                 plugin,
-                trap: e.root_cause().to_string(),
+                trap: guest_text(&e.root_cause().to_string(), GUEST_ERROR_BYTES),
                 stderr,
             },
         }
@@ -246,10 +256,12 @@ impl PluginInstance {
         }
         self.stats.calls += 1;
         let ticks = self.deadline_ticks();
+        let timeout = self.plugin.settings().timeout;
         let out = match self.ensure_live() {
             Ok(live) => {
                 live.calls += 1;
                 live.store.set_epoch_deadline(ticks);
+                live.store.data_mut().start_call(timeout);
                 let out = f(&mut live.store, &live.guest);
                 flush_log(&live.store);
                 Ok(out)
@@ -383,7 +395,7 @@ impl PluginInstance {
         };
         out.map_err(|reason| PluginError::GenerateFailed {
             plugin: self.name(),
-            reason,
+            reason: guest_text(&reason, GUEST_ERROR_BYTES),
         })
     }
 

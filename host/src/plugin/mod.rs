@@ -29,7 +29,9 @@
 pub mod batch;
 mod bindings;
 mod bindings_v0_1;
+mod cache;
 mod chain;
+mod deadline;
 mod engine;
 mod error;
 mod guest_log;
@@ -115,8 +117,9 @@ impl std::fmt::Display for PluginKind {
 /// Per-plugin limits (from pipeline.toml; the defaults suit most plugins).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginSettings {
-    /// Deadline for one call (one batch). Enforced by epoch interruption, so
-    /// it is rounded up to the next [`EPOCH_TICK`].
+    /// Deadline for one call (one batch, or `init`). Enforced on wasm code by
+    /// epoch interruption (rounded up to the next [`EPOCH_TICK`]) and on the
+    /// blocking WASI calls (`poll`, sleeps, blocking stream I/O) by a timer.
     pub timeout: Duration,
     /// Most linear memory an instance may use, in bytes.
     pub memory_cap: usize,

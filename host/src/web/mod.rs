@@ -99,6 +99,8 @@ struct Generator {
     plugin: Plugin,
     plan: GeneratorPlan,
     idle: Mutex<Vec<PluginInstance>>,
+    /// Bounds `/logs` calls into this generator (`logs::MAX_CONCURRENT`).
+    slots: tokio::sync::Semaphore,
     /// `/logs` ticks are numbered apart from the schedule's (see [`logs`]).
     next: std::sync::atomic::AtomicU64,
 }
@@ -116,6 +118,7 @@ impl FeedSet {
             plugin,
             plan,
             idle: Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(logs::MAX_CONCURRENT),
             next: std::sync::atomic::AtomicU64::new(chrono::Utc::now().timestamp_millis() as u64),
         });
         let ingested =

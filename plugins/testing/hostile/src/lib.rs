@@ -21,10 +21,15 @@
 //! | `bad-fields`    | `event-fields-end` running backwards                  |
 //! | `bad-count`     | `split(2)` for the first event: one event too many    |
 //! | `bad-outcome`   | a `keep` that claims two events                       |
+//! | `sleep`         | `std::thread::sleep` for an hour (waits in the host)  |
+//! | `poll`          | `poll` on a clock subscription an hour ahead          |
+//! | `forge-log`     | logs and prints lines with newlines and ANSI escapes  |
+//! | `alias`         | 200,000 `reasons` that all alias one 16 MiB buffer    |
 //! | other           | behaves: keeps every event unchanged                  |
 //!
-//! The plugin config `{"init": "error"}` makes `init` refuse, and
-//! `{"init": "trap"}` makes it panic.
+//! The plugin config `{"init": "error"}` makes `init` refuse, `{"init":
+//! "trap"}` makes it panic, `{"init": "sleep"}` sleeps an hour in it, and
+//! `{"init": "huge-error"}` refuses with [`huge_error`].
 
 wit_bindgen::generate!({
     path: "../../../wit/plugin.wit",
@@ -34,6 +39,36 @@ wit_bindgen::generate!({
 use exports::pipehost::plugin::transformer::Guest;
 use pipehost::plugin::host::{self, Level};
 use pipehost::plugin::types::{EventBatch, Transformed};
+
+/// Direct imports of the WASI functions that wait (see `wit/world.wit`).
+mod waits {
+    wit_bindgen::generate!({ path: "wit", world: "hostile:wasi/waits", generate_all });
+}
+use waits::wasi::clocks::monotonic_clock;
+use waits::wasi::io::poll;
+
+/// An hour, in nanoseconds.
+const HOUR_NS: u64 = 3600 * 1_000_000_000;
+
+/// A 10 MiB message built to forge log lines and terminal output: newlines
+/// followed by text that looks like a host log line, ANSI escapes, a NUL.
+pub fn huge_error() -> String {
+    let forged =
+        "hostile: refused\n2026-01-01T00:00:00Z ERROR pipehost: FORGED \x1b[31mred\x1b[0m\r\0";
+    forged.repeat((10 << 20) / forged.len() + 1)
+}
+
+/// 200,000 strings that all point at one 16 MiB buffer: 3.2 TB to copy if
+/// the host took each at its word.
+fn aliased_reasons() -> Vec<String> {
+    let mut buf = std::mem::ManuallyDrop::new(vec![b'x'; 16 << 20]);
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    (0..200_000)
+        // SAFETY: deliberately unsound — the strings alias. The host must
+        // refuse the answer before anything frees them.
+        .map(|_| unsafe { String::from_raw_parts(ptr, len, len) })
+        .collect()
+}
 
 /// `outcome-kind` codes.
 const KEEP: u8 = 0;
@@ -115,6 +150,12 @@ impl Guest for Hostile {
         if config.contains("\"init\":\"trap\"") {
             panic!("hostile: panicking in init on purpose");
         }
+        if config.contains("\"init\":\"sleep\"") {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+        if config.contains("\"init\":\"huge-error\"") {
+            return Err(huge_error());
+        }
         Ok(())
     }
 
@@ -134,6 +175,27 @@ impl Guest for Hostile {
                 }
             }
             "trap" => panic!("hostile: panicking on purpose"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                keep_all(batch)
+            }
+            "poll" => {
+                let later = monotonic_clock::subscribe_instant(monotonic_clock::now() + HOUR_NS);
+                let soon = monotonic_clock::subscribe_duration(HOUR_NS);
+                poll::poll(&[&later, &soon]);
+                keep_all(batch)
+            }
+            "forge-log" => {
+                let forged = "ok\n2026-01-01T00:00:00Z ERROR pipehost: FORGED \x1b[31mred\x1b[0m";
+                host::log(Level::Warn, forged);
+                println!("{forged}\r");
+                keep_all(batch)
+            }
+            "alias" => {
+                let mut out = keep_all(batch);
+                out.reasons = aliased_reasons();
+                out
+            }
             "huge" => replicate(batch, 1000),
             "flood" => {
                 for i in 0..100_000 {
