@@ -119,11 +119,7 @@ fn long_partition_keys_and_huge_line_counts_are_refused_by_name() {
     let state = dir.path().join("state");
     // An ingest-only feed: nothing else writes to the stream.
     let feeds = "\n[feeds.forex]\nparser = { plugin = \"forex_parser\" }\n";
-    let pipeline = write_pipeline_with(
-        dir.path(),
-        feeds,
-        &web_section("max_aggregate_lines = 1000"),
-    );
+    let pipeline = write_pipeline_with(dir.path(), feeds, &web_section(""));
     let server = Server::start("serve", &pipeline, &[]);
     let (k, v) = auth();
     let ingest = "/v1/feeds/forex/records";
@@ -163,31 +159,48 @@ fn long_partition_keys_and_huge_line_counts_are_refused_by_name() {
         r.body
     );
 
-    // A key of 250 bytes fits; 2,500 lines make aggregates of 1,000 at most.
+    // A key of 250 bytes fits.
     let key = "b".repeat(250);
-    let body: String = (0..2500).map(|i| format!("line {i}\n")).collect();
-    let r = server.post(
-        ingest,
-        &[(k, &v), ("X-Partition-Key", &key)],
-        body.as_bytes(),
-    );
+    let r = server.post(ingest, &[(k, &v), ("X-Partition-Key", &key)], b"a\nb\n");
     assert_eq!(r.status, 202, "{}", r.body);
-    assert_eq!(r.json()["accepted"], 2500);
     server.stop();
-    let stored: Vec<usize> = raw_stream_records(&state, &format!("forex:{key}"))
-        .iter()
-        .map(|(_, d)| aggregate::lines_in(d))
-        .collect();
-    assert_eq!(stored, [1000, 1000, 500]);
     let all: Vec<(String, usize)> = raw_stream_records(&state, "")
         .iter()
         .map(|(k, d)| (k.chars().take(20).collect(), aggregate::lines_in(d)))
         .collect();
     assert_eq!(
         all.len(),
-        3,
+        1,
         "nothing stored for the refused requests: {all:?}"
     );
+}
+
+#[test]
+fn ingest_splits_aggregates_at_web_max_aggregate_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let feeds = "\n[feeds.forex]\nparser = { plugin = \"forex_parser\" }\n";
+    let pipeline = write_pipeline_with(
+        dir.path(),
+        feeds,
+        &web_section("max_aggregate_lines = 1000"),
+    );
+    let server = Server::start("serve", &pipeline, &[]);
+    let (k, v) = auth();
+    let body: String = (0..2500).map(|i| format!("line {i}\n")).collect();
+    let r = server.post(
+        "/v1/feeds/forex/records",
+        &[(k, &v), ("X-Partition-Key", "split")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["accepted"], 2500);
+    server.stop();
+    let stored: Vec<usize> = raw_stream_records(&state, "forex:split")
+        .iter()
+        .map(|(_, d)| aggregate::lines_in(d))
+        .collect();
+    assert_eq!(stored, [1000, 1000, 500]);
 }
 
 /// Half a request head: the server waits for the rest.
@@ -199,22 +212,11 @@ fn slow_client(addr: &str) -> TcpStream {
 }
 
 #[test]
-fn slow_clients_neither_pass_the_connection_cap_nor_hold_up_shutdown() {
+fn connections_past_the_cap_are_answered_503_and_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = web_section("max_connections = 8\nrequest_timeout = \"60s\"")
-        + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
-    let pipeline = write_pipeline(dir.path(), "{}", &extra);
-    let mut server = Server::start("run", &pipeline, &[]);
-    let admin = server
-        .log()
-        .lines()
-        .find_map(|l| {
-            l.split_once("admin API on http://")
-                .map(|(_, a)| a.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no admin address:\n{}", server.log()));
-
-    let mut slow: Vec<TcpStream> = (0..8).map(|_| slow_client(&server.addr)).collect();
+    let pipeline = write_pipeline(dir.path(), "{}", &web_section("max_connections = 8"));
+    let server = Server::start("serve", &pipeline, &[]);
+    let slow: Vec<TcpStream> = (0..8).map(|_| slow_client(&server.addr)).collect();
     // The ninth connection is answered 503 at once and closed.
     let mut ninth = TcpStream::connect(&server.addr).unwrap();
     ninth
@@ -227,14 +229,50 @@ fn slow_clients_neither_pass_the_connection_cap_nor_hold_up_shutdown() {
         answer.contains("the web server has 8 connections open, its limit"),
         "{answer:?}"
     );
-    // Slow clients on the admin API too; it still answers others.
+    // Once the slow clients go, their places are free again.
+    drop(slow);
+    assert!(
+        wait_for(Duration::from_secs(30), || server.get("/healthz").status
+            == 200),
+        "{}",
+        server.log()
+    );
+    let refused = server
+        .get("/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with("pipehost_http_connections_refused_total{server=\"web server\"}"))
+        .map(str::to_string);
+    assert!(refused.is_some_and(|l| !l.ends_with(" 0")), "counted");
+    server.stop();
+}
+
+#[test]
+fn slow_clients_do_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    // Heads may take a minute: shutdown must not wait for them.
+    let extra = web_section("request_timeout = \"60s\"") + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let pipeline = write_pipeline(dir.path(), "{}", &extra);
+    let mut server = Server::start("run", &pipeline, &[]);
+    let admin = server
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split_once("admin API on http://")
+                .map(|(_, a)| a.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no admin address:\n{}", server.log()));
+    let mut slow: Vec<TcpStream> = (0..8).map(|_| slow_client(&server.addr)).collect();
     slow.extend((0..8).map(|_| slow_client(&admin)));
-    let mut ok = TcpStream::connect(&admin).unwrap();
-    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    ok.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // Both still answer others.
+    for addr in [&server.addr, &admin] {
+        let mut ok = TcpStream::connect(addr).unwrap();
+        ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{addr}: {answer:?}");
+    }
 
     // SIGTERM with every slow client still connected: a prompt, clean exit.
     let pid = server.proc.child.id().to_string();
