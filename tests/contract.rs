@@ -32,7 +32,7 @@ fn forex_message() -> BatchMessage {
             seq += 1;
             records.push(MessageRecord {
                 seq: format!("{seq:020}"),
-                key: format!("forex:{}", g.partition_key),
+                key: format!("forex:{}", g.partition_key).into(),
                 t: 1_795_420_900_000 + seq as i64,
                 data: Some(String::from_utf8(g.data).unwrap()),
                 b64: None,

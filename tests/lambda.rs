@@ -234,7 +234,7 @@ fn batch(stream: &str, shard: &str, first: u64, feed: &str, lines: &[&str]) -> S
         .enumerate()
         .map(|(i, l)| MessageRecord {
             seq: format!("{:020}", first + i as u64),
-            key: format!("{feed}:k{i}"),
+            key: format!("{feed}:k{i}").into(),
             t: 1_795_000_000_000,
             data: Some(l.to_string()),
             b64: None,

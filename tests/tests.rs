@@ -6,6 +6,7 @@
 
 mod util;
 
+mod abuse;
 mod aws;
 mod cli;
 mod conformance;

@@ -22,8 +22,8 @@ const KEY: &str = "test-key-1";
 
 /// A `pipehost serve|run` child whose stderr lines are collected.
 pub(crate) struct Server {
-    proc: Spawned,
-    addr: String,
+    pub(crate) proc: Spawned,
+    pub(crate) addr: String,
 }
 
 impl Server {
@@ -81,7 +81,7 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         request(&self.addr, "GET", path, &[], b"")
     }
 
@@ -187,7 +187,7 @@ pub(crate) fn auth() -> (&'static str, String) {
 
 /// Stream records whose partition key starts with `prefix`, as stored:
 /// (key, data), aggregated records whole.
-fn raw_stream_records(state: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn raw_stream_records(state: &Path, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let db = rusqlite::Connection::open(state.join("pipehost.db")).unwrap();
     let mut st = db
         .prepare("SELECT partition_key, data FROM stream_records WHERE partition_key LIKE ?1 ORDER BY shard, seq")

@@ -22,6 +22,13 @@ pub struct WebConfig {
     pub header_limit: Option<Spanned<String>>,
     /// Time for a whole request, body included, e.g. `"10s"`; then 408.
     pub request_timeout: Option<Spanned<String>>,
+    /// Most lines one ingest request may carry; more get 413.
+    pub max_request_lines: Option<Spanned<u32>>,
+    /// Most lines per aggregated stream record written by ingest (a
+    /// request past it becomes several records).
+    pub max_aggregate_lines: Option<Spanned<u32>>,
+    /// Most connections open at once; more are answered 503 and closed.
+    pub max_connections: Option<Spanned<u32>>,
     /// Most records `GET /logs?records=N` may ask for per feed.
     pub max_logs_records: Option<Spanned<u32>>,
     /// HTTPS: both files in PEM, relative to the pipeline file.

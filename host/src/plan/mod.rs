@@ -21,7 +21,7 @@ pub use aws::{
 };
 pub use key::{KeyParts, KeyTemplate};
 pub use units::{parse_duration, parse_size};
-pub use web::{MIN_HEADER_LIMIT, RequestLogPlan, TlsPlan, WebPlan};
+pub use web::{MAX_AGGREGATE_LINES, MIN_HEADER_LIMIT, RequestLogPlan, TlsPlan, WebPlan};
 
 /// Where a value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

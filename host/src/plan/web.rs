@@ -17,6 +17,12 @@ pub struct WebPlan {
     pub header_limit: usize,
     pub request_timeout: Duration,
     pub max_logs_records: u32,
+    /// Lines per ingest request at most (413 past it).
+    pub max_request_lines: usize,
+    /// Lines per aggregated record written by ingest.
+    pub max_aggregate_lines: usize,
+    /// Connections open at once at most (503 past it).
+    pub max_connections: usize,
     pub tls: Option<TlsPlan>,
     pub request_log: RequestLogPlan,
     /// Requests buffered for the request-log writer.
@@ -54,6 +60,10 @@ impl RequestLogPlan {
         }
     }
 }
+
+/// The most lines an aggregated stream record may hold (the processor
+/// unpacks no more; `runtime::aggregate::MAX_LINES`).
+pub const MAX_AGGREGATE_LINES: u32 = 65_536;
 
 /// Smallest header limit hyper accepts (its read buffer's minimum).
 pub const MIN_HEADER_LIMIT: usize = 8192;
@@ -101,6 +111,27 @@ pub(super) fn build(
         1,
         100_000,
     );
+    let max_request_lines = c.opt_range(
+        &w.max_request_lines,
+        "web.max_request_lines",
+        100_000,
+        1,
+        10_000_000,
+    ) as usize;
+    let max_aggregate_lines = c.opt_range(
+        &w.max_aggregate_lines,
+        "web.max_aggregate_lines",
+        10_000,
+        2,
+        MAX_AGGREGATE_LINES,
+    ) as usize;
+    let max_connections = c.opt_range(
+        &w.max_connections,
+        "web.max_connections",
+        1024,
+        1,
+        1_000_000,
+    ) as usize;
     let tls = w.tls.as_ref().map(|t| {
         for (v, key) in [(&t.cert, "web.tls.cert"), (&t.key, "web.tls.key")] {
             if v.get_ref().trim().is_empty() {
@@ -172,6 +203,9 @@ pub(super) fn build(
         header_limit,
         request_timeout,
         max_logs_records,
+        max_request_lines,
+        max_aggregate_lines,
+        max_connections,
         tls,
         request_log,
         request_log_queue,
@@ -211,6 +245,9 @@ parser = { plugin = "forex_parser" }
         assert_eq!(w.header_limit, 16 << 10);
         assert_eq!(w.request_timeout, Duration::from_secs(10));
         assert_eq!(w.keys_env, "PIPEHOST_API_KEYS");
+        assert_eq!(w.max_request_lines, 100_000);
+        assert_eq!(w.max_aggregate_lines, 10_000);
+        assert_eq!(w.max_connections, 1024);
         assert_eq!(
             w.request_log,
             RequestLogPlan::Sqlite(PathBuf::from("conf/.pipehost/requests.db"))
@@ -251,6 +288,8 @@ header_limit = "1KiB"
 request_timeout = "1ms"
 tls = { cert = "", key = "k.pem" }
 request_log = { url = "mysql://x/y" }
+max_aggregate_lines = 100000
+max_connections = 0
 "#,
         );
         let want = [
@@ -258,6 +297,8 @@ request_log = { url = "mysql://x/y" }
             ":7: `web.body_limit`",
             ":8: `web.header_limit`: 1024 bytes is too small",
             ":9: `web.request_timeout`",
+            ":12: `web.max_aggregate_lines`: 100000 is out of range: 2 to 65536",
+            ":13: `web.max_connections`: 0 is out of range",
             ":10: `web.tls.cert`: names no file",
             ":11: `web.request_log.url`: \"mysql\"",
         ];

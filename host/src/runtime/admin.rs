@@ -8,8 +8,13 @@
 //!   from the environment variable named by `[admin] keys_env` (comma-
 //!   separated) or the file `[admin] keys_file` (one per line), compared in
 //!   constant time.
+//!
+//! Served by the web server's accept loop ([`crate::web::server`]): a
+//! header deadline, a connection cap (503 past it) and a shutdown that no
+//! slow client holds up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,6 +27,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
+
+/// The admin server's bounds, on the web server's accept loop: a request
+/// head of 16 KiB within 10 s, 64 connections, and 5 s for a request in
+/// flight (a reload) at shutdown — a half-sent request holds up nothing.
+const LIMITS: crate::web::server::Limits = crate::web::server::Limits {
+    name: "admin API",
+    header_bytes: 16 << 10,
+    header_timeout: Duration::from_secs(10),
+    grace: Duration::from_secs(5),
+    max_connections: 64,
+};
 
 /// A reload asked for; `reply` gets the outcome when the caller waits.
 pub struct ReloadRequest {
@@ -149,8 +165,5 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(reload))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await?;
-    Ok(())
+    crate::web::server::serve(listener, None, app, LIMITS, cancel).await
 }

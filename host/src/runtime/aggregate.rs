@@ -39,6 +39,16 @@ pub const HEADER_BYTES: usize = 13;
 /// The largest aggregated record written: Kinesis takes at most 1 MiB per
 /// record *including* its partition key (at most 256 bytes).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024 - 256;
+/// The most lines an aggregated record holds. [`pack`] never writes more,
+/// and the processor unpacks no more ([`super::message`]): an aggregate
+/// past it (written by an older version) goes to the error prefix whole,
+/// so the memory one record can take when unpacked stays bounded however
+/// short its lines are. `web.max_aggregate_lines` may only lower it.
+pub const MAX_LINES: usize = crate::plan::MAX_AGGREGATE_LINES as usize;
+/// The longest partition key a stream record may carry: Kinesis' limit.
+/// The web server refuses longer ones, and the processor does not unpack
+/// an aggregate under a longer key (it would be copied to every line).
+pub const MAX_KEY_BYTES: usize = 256;
 
 /// Why an aggregated record cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,8 +186,8 @@ impl Filling {
     }
 }
 
-/// Packs lines, in order, into as few records as fit `max_bytes` each: an
-/// aggregated record per run of lines, a lone line (one that would not fit
+/// Packs lines, in order, into as few records as fit `max_bytes` each
+/// (and [`MAX_LINES`] lines): an aggregated record per run of lines, a lone line (one that would not fit
 /// with another, or the last one left) as a plain record. A single line
 /// over `max_bytes` goes alone, as is: the stream decides what to do with
 /// it (Kinesis: the error prefix, naming its size).
@@ -189,6 +199,18 @@ pub fn pack<'a>(
     expected: usize,
     max_bytes: usize,
 ) -> Vec<Packed> {
+    pack_bounded(lines, expected, max_bytes, MAX_LINES)
+}
+
+/// [`pack`] with at most `max_lines` lines per record (clamped to
+/// `2..=`[`MAX_LINES`]).
+pub fn pack_bounded<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    expected: usize,
+    max_bytes: usize,
+    max_lines: usize,
+) -> Vec<Packed> {
+    let max_lines = max_lines.clamp(2, MAX_LINES);
     // A length prefix takes no more room than the '\n' it replaces, up to
     // 127-byte lines; past that one byte more per line of 128 or more.
     let mut left = HEADER_BYTES + expected + expected / 128;
@@ -196,7 +218,7 @@ pub fn pack<'a>(
     let mut open: Option<Filling> = None;
     for line in lines {
         let size = varint_len(line.len()) + line.len();
-        if let Some(f) = open.take_if(|f| f.data.len() + size > max_bytes) {
+        if let Some(f) = open.take_if(|f| f.data.len() + size > max_bytes || f.lines == max_lines) {
             left = left.saturating_sub(f.data.len());
             out.push(f.finish());
         }
@@ -328,6 +350,21 @@ mod tests {
         let packed = pack([&b"a"[..], &big, &b"c"[..]], 2002, 1000);
         assert_eq!(packed.len(), 3);
         assert_eq!(packed[1].data, big);
+    }
+
+    #[test]
+    fn aggregates_hold_at_most_max_lines() {
+        let input = vec![b"ab".to_vec(); 25];
+        let packed = pack_bounded(refs(&input), 50, MAX_RECORD_BYTES, 10);
+        assert_eq!(
+            packed.iter().map(|p| p.lines).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
+        let many = vec![b"a".to_vec(); MAX_LINES + 3];
+        let packed = pack(refs(&many), MAX_LINES + 3, MAX_RECORD_BYTES);
+        assert_eq!(packed[0].lines, MAX_LINES);
+        assert_eq!(lines_in(&packed[0].data), MAX_LINES);
+        assert_eq!(packed[1].lines, 3);
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! The message carries stream records as they are on the stream, aggregated
 //! ones included (base64, like any binary payload); [`MessageRecord::unpack`]
 //! turns an aggregate back into one record per line for the processor.
+//! The lines of an aggregate share its partition key (an `Arc<str>`), and
+//! an aggregate is unpacked only within [`aggregate::MAX_LINES`] lines and
+//! [`aggregate::MAX_KEY_BYTES`] of key, so unpacking one record costs
+//! about its own size whatever its lines and key are.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -29,14 +35,24 @@ pub struct BatchMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub seq: String,
-    /// The stream partition key, `<feed>:<key>`.
-    pub key: String,
+    /// The stream partition key, `<feed>:<key>`, shared by the lines of an
+    /// aggregate.
+    #[serde(serialize_with = "ser_key", deserialize_with = "de_key")]
+    pub key: Arc<str>,
     /// Arrival time on the stream, ms since the epoch.
     pub t: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b64: Option<String>,
+}
+
+fn ser_key<S: serde::Serializer>(key: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(key)
+}
+
+fn de_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    String::deserialize(d).map(Arc::from)
 }
 
 impl MessageRecord {
@@ -50,7 +66,7 @@ impl MessageRecord {
         };
         Self {
             seq: r.sequence.clone(),
-            key: r.partition_key.clone(),
+            key: r.partition_key.as_str().into(),
             t: r.arrival_ms,
             data,
             b64,
@@ -75,7 +91,10 @@ impl MessageRecord {
     /// line, each with the sub-sequence `<seq>:<i>` (`i` from 0) and this
     /// record's partition key and arrival time. `Ok(None)` for a plain
     /// record (text never is an aggregate: the magic is not UTF-8); an
-    /// aggregate that cannot be read is an error naming the record.
+    /// aggregate that cannot be read, or past [`aggregate::MAX_LINES`]
+    /// lines or [`aggregate::MAX_KEY_BYTES`] of key (an older version
+    /// wrote it), is an error naming the record: it goes to the error
+    /// prefix whole.
     pub fn unpack(&self) -> Result<Option<Vec<MessageRecord>>, String> {
         if self.data.is_some() {
             return Ok(None);
@@ -87,6 +106,24 @@ impl MessageRecord {
         };
         if !aggregate::is_aggregate(&bytes) {
             return Ok(None);
+        }
+        // Checked before decoding: the line count is read from the header.
+        let claimed = aggregate::lines_in(&bytes);
+        if claimed > aggregate::MAX_LINES {
+            return Err(format!(
+                "record {}: aggregated record of {claimed} lines; this host unpacks at most {}",
+                self.seq,
+                aggregate::MAX_LINES
+            ));
+        }
+        if self.key.len() > aggregate::MAX_KEY_BYTES {
+            return Err(format!(
+                "record {}: aggregated record under a partition key of {} bytes; \
+                 this host unpacks none under a key longer than {} bytes",
+                self.seq,
+                self.key.len(),
+                aggregate::MAX_KEY_BYTES
+            ));
         }
         let lines = aggregate::decode(&bytes).map_err(|e| format!("record {}: {e}", self.seq))?;
         Ok(Some(
@@ -117,7 +154,7 @@ impl MessageRecord {
     pub fn feed_and_key(&self) -> (&str, &str) {
         match self.key.split_once(':') {
             Some((feed, key)) => (feed, key),
-            None => ("", self.key.as_str()),
+            None => ("", &self.key),
         }
     }
 }
@@ -186,6 +223,63 @@ mod tests {
         assert_eq!(back.records[1].bytes().unwrap(), vec![0xff, 0x00, 0xfe]);
         assert_eq!(back.records[0].feed_and_key(), ("forex", "EUR/USD"));
         assert!(BatchMessage::decode("{not json").is_err());
+    }
+
+    fn aggregate_record(lines: usize, key: &str) -> MessageRecord {
+        let line: &[u8] = b"x";
+        let packed = aggregate::pack_bounded(
+            std::iter::repeat_n(line, lines),
+            lines,
+            aggregate::MAX_RECORD_BYTES,
+            usize::MAX,
+        );
+        MessageRecord::from_stored(&StoredRecord {
+            shard: "shard-0000".into(),
+            sequence: "7".into(),
+            partition_key: key.into(),
+            data: packed[0].data.clone(),
+            arrival_ms: 1,
+        })
+    }
+
+    #[test]
+    fn unpacked_lines_share_the_key_and_oversized_aggregates_are_refused() {
+        let r = aggregate_record(1000, "forex:k");
+        let subs = r.unpack().unwrap().unwrap();
+        assert_eq!(subs.len(), 1000);
+        assert!(subs.iter().all(|s| Arc::ptr_eq(&s.key, &r.key)));
+
+        // Written by an older version: more lines than unpacked, or a key
+        // past Kinesis' limit copied to each line — refused by name.
+        let mut many = aggregate_record(aggregate::MAX_LINES, "forex:k");
+        let mut data = aggregate::pack_bounded(
+            std::iter::repeat_n(&b"x"[..], aggregate::MAX_LINES + 1),
+            0,
+            aggregate::MAX_RECORD_BYTES,
+            usize::MAX,
+        );
+        assert_eq!(data.len(), 2, "pack never writes more than MAX_LINES");
+        // Forge an older, larger aggregate: the header and checksum patched.
+        let mut big = data.remove(0).data;
+        big.push(1);
+        big.push(b'x');
+        big[9..13].copy_from_slice(&(aggregate::MAX_LINES as u32 + 1).to_le_bytes());
+        let crc = crc32fast::hash(&big[9..]);
+        big[5..9].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            aggregate::decode(&big).unwrap().len(),
+            aggregate::MAX_LINES + 1
+        );
+        many.b64 = Some(base64::engine::general_purpose::STANDARD.encode(&big));
+        let e = many.unpack().unwrap_err();
+        assert_eq!(
+            e,
+            "record 7: aggregated record of 65537 lines; this host unpacks at most 65536"
+        );
+        let long_key = format!("forex:{}", "k".repeat(300));
+        let e = aggregate_record(3, &long_key).unpack().unwrap_err();
+        assert!(e.contains("partition key of 306 bytes"), "{e}");
+        assert!(e.contains("longer than 256 bytes"), "{e}");
     }
 
     #[test]

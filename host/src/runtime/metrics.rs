@@ -10,7 +10,8 @@
 //! | `pipehost_errors_total{kind}` | counter | plugin, backend, batch, rejected_record, reload |
 //! | `pipehost_plugin_call_seconds{role,feed}` | histogram | one plugin call (a batch) |
 //! | `pipehost_stream_lag_records`, `pipehost_queue_depth`, `pipehost_dead_letter_depth` | gauge | backlog |
-//! | `pipehost_http_requests_total{method,route,status}`, `pipehost_http_request_seconds{route}` | counter, histogram | the web server |
+//! | `pipehost_http_requests_total{method,route,status}`, `pipehost_http_request_seconds{route}` | counter, histogram | the web server; `method` is a standard method or `other`, `route` the matched template or `unmatched`, so clients cannot add series |
+//! | `pipehost_http_connections_refused_total{server}` | counter | connections past the cap, answered 503 (web server, admin API) |
 //! | `pipehost_ingest_commit_records` | histogram | records per group commit |
 //! | `pipehost_request_log_{written,dropped,failed}_total` | counter | the request log |
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -17,10 +17,27 @@ use super::{ApiError, Shared};
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The method as a metric label: the standard methods by name, anything
+/// else `other`, so a client cannot mint label series (the route is the
+/// matched template or `unmatched`, never the path as sent).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 pub async fn access(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let at_ms = chrono::Utc::now().timestamp_millis();
     let method = req.method().to_string();
+    let method_label = method_label(req.method());
     let path = req.uri().path().to_string();
     let route = req
         .extensions()
@@ -46,7 +63,7 @@ pub async fn access(State(s): State<Shared>, req: Request, next: Next) -> Respon
     let latency = started.elapsed();
     let status = resp.status().as_u16();
     let records = resp.extensions().get::<Accepted>().map_or(0, |a| a.0);
-    metrics::counter!("pipehost_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::counter!("pipehost_http_requests_total", "method" => method_label, "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("pipehost_http_request_seconds", "route" => route)
         .record(latency.as_secs_f64());
     s.log.record(Entry {

@@ -1,8 +1,14 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the backends
 //! answer: the stream lists its shards and their last records, the queue
 //! its depth, and the request log's last write worked) and `GET /metrics`.
+//!
+//! `/readyz` is unauthenticated, so it answers coarse states only —
+//! `{"status": "ready"|"degraded", "checks": {"stream": "ok"|"unavailable",
+//! …}}` — and logs the details (paths, URLs and backend messages stay out
+//! of the body). The checks run at most once per [`CACHE_FOR`] whatever the
+//! request rate: the queue's depth is a count on the local backend.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -14,6 +20,14 @@ use super::Shared;
 
 /// How long each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one round of checks answers `/readyz`.
+pub const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The last round of readiness checks.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
+}
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -30,7 +44,8 @@ where
     }
 }
 
-pub async fn readyz(State(s): State<Shared>) -> Response {
+/// One round of checks: the coarse answer; details go to the log.
+async fn checks(s: &Shared) -> serde_json::Value {
     let stream = s.backend.stream.clone();
     let stream_check = check(async move {
         for shard in stream.shards().await? {
@@ -40,21 +55,44 @@ pub async fn readyz(State(s): State<Shared>) -> Response {
     });
     let (stream, queue) = tokio::join!(stream_check, check(s.backend.queue.depth()));
     let log = s.log.health();
-    let mut checks = serde_json::Map::new();
+    let mut states = serde_json::Map::new();
     let mut ready = true;
     for (name, r) in [("stream", stream), ("queue", queue), ("request_log", log)] {
-        ready &= r.is_ok();
-        checks.insert(
-            name.into(),
-            json!(r.err().unwrap_or_else(|| "ok".to_string())),
-        );
+        let state = match r {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!("readiness: {name} is unavailable: {e}");
+                ready = false;
+                "unavailable"
+            }
+        };
+        states.insert(name.into(), json!(state));
     }
-    let status = if ready {
+    let status = if ready { "ready" } else { "degraded" };
+    json!({ "status": status, "checks": states })
+}
+
+pub async fn readyz(State(s): State<Shared>) -> Response {
+    let mut last = s.readiness.last.lock().await;
+    let fresh = last
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+        .map(|(_, v)| v.clone());
+    let answer = match fresh {
+        Some(v) => v,
+        None => {
+            let v = checks(&s).await;
+            *last = Some((Instant::now(), v.clone()));
+            v
+        }
+    };
+    drop(last);
+    let status = if answer["status"] == "ready" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": ready, "checks": checks }))).into_response()
+    (status, Json(answer)).into_response()
 }
 
 pub async fn metrics(State(s): State<Shared>) -> Response {

@@ -5,7 +5,11 @@
 //! past its 1 MiB cap, and a lone line as a plain record) under
 //! `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`, else a hash of
 //! the record's content so requests spread over the shards. The processor
-//! unpacks it into one record per line. 202 with the counts once every line
+//! unpacks it into one record per line. A body of more than
+//! `web.max_request_lines` lines gets 413; an aggregate holds at most
+//! `web.max_aggregate_lines` (more make several records); a key longer than
+//! 256 bytes with its `<feed>:` (Kinesis' limit) gets 400. 202 with the
+//! counts once every line
 //! is stored; 503 when the stream did not store them (retry). A 408 (the
 //! request timeout ran out while the lines waited for their commit) may
 //! still have stored them: a retry is at-least-once.
@@ -75,6 +79,27 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.trim().is_empty())
 }
 
+/// A client's partition key: not empty, and `<feed>:<key>` within
+/// Kinesis' 256 bytes ([`aggregate::MAX_KEY_BYTES`]), so a key is never
+/// copied at great length into every line the processor unpacks.
+fn check_key(feed: &str, from: &str, key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the partition key ({from}) is empty"
+        )));
+    }
+    let max = aggregate::MAX_KEY_BYTES.saturating_sub(feed.len() + 1);
+    if key.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "the partition key ({from}) is {} bytes; at most {max} for feed {feed:?} \
+             (the stream key \"{feed}:<key>\" is at most {} bytes, Kinesis' limit)",
+            key.len(),
+            aggregate::MAX_KEY_BYTES
+        )));
+    }
+    Ok(())
+}
+
 pub async fn ingest(
     State(s): State<Shared>,
     Path(feed): Path<String>,
@@ -103,14 +128,29 @@ pub async fn ingest(
                 .map_err(|_| ApiError::bad_request("X-Partition-Key is not visible ASCII"))
         })
         .transpose()?;
-    let fixed_key = header_key.or(q.key.as_deref());
-    if fixed_key.is_some_and(str::is_empty) {
-        return Err(ApiError::bad_request("the partition key is empty"));
+    let fixed_key = match (header_key, q.key.as_deref()) {
+        (Some(k), _) => Some(("X-Partition-Key", k)),
+        (None, Some(k)) => Some(("?key=", k)),
+        (None, None) => None,
+    };
+    if let Some((from, key)) = fixed_key {
+        check_key(&feed, from, key)?;
     }
-    let packed = aggregate::pack(
+    if lines(text).nth(s.max_request_lines).is_some() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body holds more than web.max_request_lines ({}) lines: \
+                 send them in several requests",
+                s.max_request_lines
+            ),
+        ));
+    }
+    let packed = aggregate::pack_bounded(
         lines(text).map(str::as_bytes),
         text.len(),
         aggregate::MAX_RECORD_BYTES,
+        s.max_aggregate_lines,
     );
     if packed.is_empty() {
         return Err(ApiError::bad_request(
@@ -122,7 +162,7 @@ pub async fn ingest(
         .into_iter()
         .map(|p| StreamRecord {
             partition_key: match fixed_key {
-                Some(k) => stream_key(&feed, k),
+                Some((_, k)) => stream_key(&feed, k),
                 None => stream_key(&feed, &p.content_key()),
             },
             data: p.data,

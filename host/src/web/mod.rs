@@ -6,7 +6,7 @@
 //! | `GET /logs` | key | one batch per feed from its generator plugin, now: put on the stream and returned as JSON ([`logs`]) |
 //! | `POST /v1/feeds/{feed}/records` | key | raw log lines (one, or newline-delimited) onto the stream; 202 with counts once stored ([`ingest`]) |
 //! | `GET /healthz` | — | liveness |
-//! | `GET /readyz` | — | the stream, the queue and the request log answer ([`health`]) |
+//! | `GET /readyz` | — | the stream, the queue and the request log answer: coarse states, checked at most once a second ([`health`]) |
 //! | `GET /metrics` | — | Prometheus text ([`crate::runtime::metrics`]) |
 //!
 //! Writes take `Authorization: Bearer <key>` or `X-Api-Key: <key>` (401
@@ -14,7 +14,7 @@
 //! Errors are JSON, `{"error": "…"}`, naming what is wrong.
 //!
 //! ```text
-//! accept (TCP, TLS) ─▶ hyper http/1 (header limit, header timeout)
+//! accept (TCP, TLS; connection cap) ─▶ hyper http/1 (header limit, header timeout)
 //!   ─▶ access layer (request timeout, metrics, request log ─try_send─▶ writer ─▶ SQLite / PostgreSQL)
 //!   ─▶ handler ─put─▶ producer (one task: every pending put in one stream.put) ─▶ stream
 //! ```
@@ -31,7 +31,7 @@ mod ingest;
 mod logs;
 mod producer;
 pub mod requestlog;
-mod server;
+pub(crate) mod server;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -159,6 +159,9 @@ struct AppState {
     body_limit: usize,
     request_timeout: Duration,
     max_logs_records: u32,
+    max_request_lines: usize,
+    max_aggregate_lines: usize,
+    readiness: health::Readiness,
 }
 
 type Shared = Arc<AppState>;
@@ -229,6 +232,9 @@ impl WebServer {
             body_limit: plan.body_limit,
             request_timeout: plan.request_timeout,
             max_logs_records: plan.max_logs_records,
+            max_request_lines: plan.max_request_lines,
+            max_aggregate_lines: plan.max_aggregate_lines,
+            readiness: health::Readiness::default(),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!("pipehost: web server on {scheme}://{addr}");
@@ -238,9 +244,11 @@ impl WebServer {
             tls,
             router(state),
             server::Limits {
+                name: "web server",
                 header_bytes: plan.header_limit,
                 header_timeout: plan.request_timeout,
                 grace: plan.request_timeout,
+                max_connections: plan.max_connections,
             },
             cancel.clone(),
         ));
