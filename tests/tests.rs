@@ -7,6 +7,7 @@
 mod util;
 
 mod aws;
+mod aws_faults;
 mod cli;
 mod conformance;
 mod contract;
@@ -17,3 +18,6 @@ mod loading;
 mod pipeline;
 mod reload;
 mod web;
+
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
