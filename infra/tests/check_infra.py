@@ -48,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 INFRA = HERE.parent
 REPO = INFRA.parent
 CFN_FILE = INFRA / "data_pipeline.yml"
+# store.key_template's default (host/src/plan/key.rs).
+DEFAULT_KEY_TEMPLATE = "dataset={dataset}/date={date}/hour={hour}/{shard}-{first_seq}"
 TF_FILE = INFRA / "data_pipeline.tf"
 
 # CloudFormation type -> Terraform type, and the name-bearing property of each
@@ -73,6 +75,7 @@ TYPE_MAP: dict[str, tuple[str, tuple[str, str] | None]] = {
     "AWS::ElasticLoadBalancingV2::LoadBalancer": ("aws_lb", ("Name", "name")),
     "AWS::ElasticLoadBalancingV2::TargetGroup": ("aws_lb_target_group", ("Name", "name")),
     "AWS::ElasticLoadBalancingV2::Listener": ("aws_lb_listener", None),
+    "AWS::ElasticLoadBalancingV2::ListenerRule": ("aws_lb_listener_rule", None),
     "AWS::CloudWatch::Alarm": ("aws_cloudwatch_metric_alarm", ("AlarmName", "alarm_name")),
 }
 
@@ -511,6 +514,8 @@ def derived_defaults(pipeline: Path) -> tuple[dict[str, object], dict[str, objec
         "MaxReceives": queue.get("max_receives", 5),
         "BatchSize": processor.get("receive_batch", 10),
         "MaximumConcurrency": max(2, processor.get("workers", 2)),
+        # The literal start of the key template: where the processor may write.
+        "DataPrefix": store.get("key_template", DEFAULT_KEY_TEMPLATE).split("{")[0],
         "ErrorPrefix": store.get("error_prefix", "errors/"),
         "StatePrefix": doc.get("aws", {}).get("state_prefix", "_pipehost/"),
         "SubscriberDatasets": sorted(doc.get("feeds", {})),

@@ -12,15 +12,17 @@
 //!
 //! ```text
 //! _pipehost/checkpoints/<consumer>/<shard>   the bridge's last forwarded sequence
+//! _pipehost/sending/<consumer>/<shard>       where the batch being sent ends
 //! _pipehost/producers/<producer>             a feed's next tick and record count
 //! _pipehost/payloads/<queue>/<sha256>        batches too big for one SQS message
 //! _pipehost/notified/<sha256>                notifications already published
 //! ```
 //!
-//! The bridge sends, then checkpoints. A crash between the two re-sends
-//! the same batch on restart — same id, same first sequence, so the same
-//! object keys, overwritten — and the notifier skips notifications it has
-//! a marker for. One bridge process per stream is assumed: two would both
+//! The bridge records where a batch ends, sends, then checkpoints. A crash
+//! before the checkpoint re-sends the same batch on restart — cut again up
+//! to the recorded end: same id, same records, so the same objects,
+//! overwritten with the same bytes — and the notifier publishes a
+//! notification only under a marker it created (see `notifier`). One bridge process per stream is assumed: two would both
 //! forward every shard (leasing shards across processes is later work).
 
 mod notifier;
