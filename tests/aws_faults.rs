@@ -498,3 +498,72 @@ async fn aws_default_pipeline_through_throttling_and_5xx_stores_every_record_onc
         objs.len()
     );
 }
+
+/// A marker left by a worker whose publish failed ("released") is taken at
+/// once; one left "publishing" by a worker that died is taken over after
+/// the lease. Either way the notification goes out, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_markers_left_by_failed_or_dead_workers_are_taken_over() {
+    use sha2::Digest;
+    let Some(moto) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("takeover");
+    let path = forex_pipeline(dir.path(), "p", &name, moto, 100);
+    setup(&path);
+    let plan = pipehost::plan::load(&path).unwrap();
+    let backend = pipehost::backend::open(&plan).await.unwrap();
+    let conf = aws_sdk_s3::config::Builder::from(&sdk(moto).await)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    for (state, at_once) in [("released", true), ("publishing", false)] {
+        let dedup_id = format!("dataset=forex/{state}.jsonl.gz#e");
+        let hash: String = sha2::Sha256::digest(dedup_id.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let left = serde_json::json!({ "state": state, "owner": "1-dead", "dedup_id": dedup_id });
+        s3.put_object()
+            .bucket(&name)
+            .key(format!("_pipehost/notified/{hash}"))
+            .body(left.to_string().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let fresh = backend
+            .notifier
+            .publish(Notification {
+                dedup_id: dedup_id.clone(),
+                body: "{}".into(),
+                attributes: BTreeMap::new(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            fresh,
+            "{state}: published by the worker that took the marker over"
+        );
+        let waited = started.elapsed();
+        if at_once {
+            assert!(waited < Duration::from_secs(5), "{state}: took {waited:?}");
+        } else {
+            assert!(
+                waited >= Duration::from_secs(10),
+                "{state}: the lease was kept: {waited:?}"
+            );
+        }
+        let again = backend
+            .notifier
+            .publish(Notification {
+                dedup_id,
+                body: "{}".into(),
+                attributes: BTreeMap::new(),
+            })
+            .await
+            .unwrap();
+        assert!(!again, "{state}: then marked published");
+    }
+    let notes = drain_queue(moto, &format!("{name}-object-events")).await;
+    assert_eq!(notes.len(), 2, "one notification each");
+}
