@@ -146,13 +146,23 @@ variable "error_prefix" {
   default     = "errors/"
 }
 
+variable "data_prefix" {
+  description = "The constant start of store.key_template (up to its first placeholder): the only keys besides error_prefix the processor may write. Empty: anywhere in the bucket."
+  type        = string
+  default     = "dataset="
+  validation {
+    condition     = can(regex("^([^/{][^{]*)?$", var.data_prefix))
+    error_message = "The literal start of a key template: no leading '/', no '{'."
+  }
+}
+
 variable "error_expiration_days" {
   type    = number
   default = 30
 }
 
 variable "state_prefix" {
-  description = "aws.state_prefix: where pipehost keeps its own state in the bucket (checkpoints/, producers/, payloads/, notified/)."
+  description = "aws.state_prefix: where pipehost keeps its own state in the bucket (checkpoints/, sending/, producers/, payloads/, notified/)."
   type        = string
   default     = "_pipehost/"
 }
@@ -608,21 +618,29 @@ resource "aws_iam_role_policy" "processor_function_role" {
         Resource = aws_sqs_queue.main_queue.arn
       },
       {
-        # Objects, error records and notification markers.
-        Sid      = "StoreObjects"
-        Effect   = "Allow"
-        Action   = "s3:PutObject"
-        Resource = "${aws_s3_bucket.bucket.arn}/*"
+        # Objects and error records only: pipehost's other state (checkpoints,
+        # feed positions, payloads) is not the processor's to write.
+        Sid    = "StoreObjects"
+        Effect = "Allow"
+        Action = "s3:PutObject"
+        Resource = [
+          "${aws_s3_bucket.bucket.arn}/${var.data_prefix}*",
+          "${aws_s3_bucket.bucket.arn}/${var.error_prefix}*",
+        ]
       },
       {
-        # Large-message payloads, and the markers of notifications already sent.
-        Sid    = "ReadState"
-        Effect = "Allow"
-        Action = "s3:GetObject"
-        Resource = [
-          "${aws_s3_bucket.bucket.arn}/${var.state_prefix}payloads/*",
-          "${aws_s3_bucket.bucket.arn}/${var.state_prefix}notified/*",
-        ]
+        # Notification markers: created (If-None-Match), read, marked published.
+        Sid      = "NotificationMarkers"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:PutObject"]
+        Resource = "${aws_s3_bucket.bucket.arn}/${var.state_prefix}notified/*"
+      },
+      {
+        # Large-message payloads.
+        Sid      = "ReadState"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = "${aws_s3_bucket.bucket.arn}/${var.state_prefix}payloads/*"
       },
       {
         # Without ListBucket, S3 answers 403 instead of 404 for an object that does not
@@ -820,6 +838,13 @@ resource "aws_iam_role_policy" "web_task_role" {
         Resource = "${aws_s3_bucket.bucket.arn}/${var.state_prefix}producers/*"
       },
       {
+        # Records Kinesis can never take (over 1 MiB), kept with the reason.
+        Sid      = "StreamErrors"
+        Effect   = "Allow"
+        Action   = "s3:PutObject"
+        Resource = "${aws_s3_bucket.bucket.arn}/${var.error_prefix}stream/*"
+      },
+      {
         # 404 rather than 403 for a position not written yet.
         Sid      = "TellMissingObjects"
         Effect   = "Allow"
@@ -869,6 +894,7 @@ resource "aws_iam_role_policy" "bridge_task_role" {
         Action = ["s3:GetObject", "s3:PutObject"]
         Resource = [
           "${aws_s3_bucket.bucket.arn}/${var.state_prefix}checkpoints/*",
+          "${aws_s3_bucket.bucket.arn}/${var.state_prefix}sending/*",
           "${aws_s3_bucket.bucket.arn}/${var.state_prefix}payloads/*",
         ]
       },
@@ -1075,6 +1101,7 @@ resource "aws_lb" "load_balancer" {
 }
 
 resource "aws_lb_target_group" "target_group" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer (HTTPS with certificate_arn); the hop to the tasks stays inside the VPC, open only to the load balancer's security group.
   count       = local.deploy_compute ? 1 : 0
   name        = "${var.pipeline_name}-web"
   vpc_id      = var.vpc_id
@@ -1103,7 +1130,30 @@ resource "aws_lb_listener" "listener" {
   ssl_policy        = local.has_certificate ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
   certificate_arn   = local.has_certificate ? var.certificate_arn : null
 
+  # Only the API routes are public (api_listener_rule): /metrics, /readyz and
+  # /healthz stay inside; the target group checks /healthz on the task itself.
   default_action {
+    type = "fixed-response"
+    fixed_response {
+      status_code  = "404"
+      content_type = "text/plain"
+      message_body = "not found"
+    }
+  }
+}
+
+resource "aws_lb_listener_rule" "api_listener_rule" {
+  count        = local.deploy_compute ? 1 : 0
+  listener_arn = aws_lb_listener.listener[0].arn
+  priority     = 10
+
+  condition {
+    path_pattern {
+      values = ["/v1/feeds/*", "/logs"]
+    }
+  }
+
+  action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.target_group[0].arn
   }

@@ -27,7 +27,7 @@ use crate::util::{cache_dir, root, text};
 use crate::web::{Server, auth, quote, web_section};
 
 pub(crate) struct Moto {
-    url: String,
+    pub(crate) url: String,
 }
 
 static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
@@ -196,7 +196,7 @@ pub(crate) async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
 }
 
 /// Every record of the stream, read straight through the Kinesis API.
-async fn stream_rows(moto: &Moto, stream: &str) -> Vec<StreamRow> {
+pub(crate) async fn stream_rows(moto: &Moto, stream: &str) -> Vec<StreamRow> {
     let k = aws_sdk_kinesis::Client::new(&sdk(moto).await);
     let shards = k.list_shards().stream_name(stream).send().await.unwrap();
     let mut rows = Vec::new();

@@ -8,6 +8,7 @@ mod util;
 
 mod abuse;
 mod aws;
+mod aws_faults;
 mod cli;
 mod conformance;
 mod contract;
@@ -19,3 +20,6 @@ mod loading;
 mod pipeline;
 mod reload;
 mod web;
+
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;

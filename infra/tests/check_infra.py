@@ -48,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 INFRA = HERE.parent
 REPO = INFRA.parent
 CFN_FILE = INFRA / "data_pipeline.yml"
+# store.key_template's default (host/src/plan/key.rs).
+DEFAULT_KEY_TEMPLATE = "dataset={dataset}/date={date}/hour={hour}/{shard}-{first_seq}"
 TF_FILE = INFRA / "data_pipeline.tf"
 
 # CloudFormation type -> Terraform type, and the name-bearing property of each
@@ -73,6 +75,7 @@ TYPE_MAP: dict[str, tuple[str, tuple[str, str] | None]] = {
     "AWS::ElasticLoadBalancingV2::LoadBalancer": ("aws_lb", ("Name", "name")),
     "AWS::ElasticLoadBalancingV2::TargetGroup": ("aws_lb_target_group", ("Name", "name")),
     "AWS::ElasticLoadBalancingV2::Listener": ("aws_lb_listener", None),
+    "AWS::ElasticLoadBalancingV2::ListenerRule": ("aws_lb_listener_rule", None),
     "AWS::CloudWatch::Alarm": ("aws_cloudwatch_metric_alarm", ("AlarmName", "alarm_name")),
 }
 
@@ -511,6 +514,8 @@ def derived_defaults(pipeline: Path) -> tuple[dict[str, object], dict[str, objec
         "MaxReceives": queue.get("max_receives", 5),
         "BatchSize": processor.get("receive_batch", 10),
         "MaximumConcurrency": max(2, processor.get("workers", 2)),
+        # The literal start of the key template: where the processor may write.
+        "DataPrefix": store.get("key_template", DEFAULT_KEY_TEMPLATE).split("{")[0],
         "ErrorPrefix": store.get("error_prefix", "errors/"),
         "StatePrefix": doc.get("aws", {}).get("state_prefix", "_pipehost/"),
         "SubscriberDatasets": sorted(doc.get("feeds", {})),
@@ -581,6 +586,59 @@ def run_terraform(report: Report, plugin_dir: str | None) -> None:
 
 # ---------------------------------------------------------------- main
 
+def _statements(cfn: dict, policy: str) -> list[dict]:
+    """The statements of the inline policy named `policy`, in any role."""
+    for res in cfn["Resources"].values():
+        for pol in res.get("Properties", {}).get("Policies", []) if res["Type"] == "AWS::IAM::Role" else []:
+            if pol.get("PolicyName") == policy:
+                return pol["PolicyDocument"]["Statement"]
+    return []
+
+
+def _grants(statements: list[dict], action: str) -> list[str]:
+    """The resources (as Sub templates) the statements allow `action` on."""
+    out = []
+    for st in statements:
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if st.get("Effect") == "Allow" and action in actions:
+            res = st.get("Resource", [])
+            for r in res if isinstance(res, list) else [res]:
+                out.append(r["Fn::Sub"] if isinstance(r, dict) and "Fn::Sub" in r else json.dumps(r))
+    return out
+
+
+def check_exposure(report: Report, cfn: dict) -> None:
+    """What is public and who may write what (issue 14): the ALB forwards only
+    the API routes; the processor writes only data, error and marker keys;
+    the web task may write the stream's error records; the bridge its state."""
+    problems = []
+    res = cfn["Resources"]
+    listener = res.get("Listener", {}).get("Properties", {})
+    if any(a.get("Type") == "forward" for a in listener.get("DefaultActions", [])):
+        problems.append("Listener forwards every path (/metrics, /readyz included): forward only the API routes")
+    routes = sorted(
+        v
+        for r in res.values()
+        if r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+        for c in r["Properties"].get("Conditions", [])
+        for v in c.get("PathPatternConfig", {}).get("Values", [])
+    )
+    if routes != ["/logs", "/v1/feeds/*"]:
+        problems.append(f"the listener rules forward {routes}, want exactly /v1/feeds/* and /logs")
+    processor = _grants(_statements(cfn, "processor"), "s3:PutObject")
+    want = ["${Bucket.Arn}/${DataPrefix}*", "${Bucket.Arn}/${ErrorPrefix}*", "${Bucket.Arn}/${StatePrefix}notified/*"]
+    if sorted(processor) != sorted(want):
+        problems.append(f"the processor may PutObject on {processor}, want only {want}")
+    if "${Bucket.Arn}/${ErrorPrefix}stream/*" not in _grants(_statements(cfn, "web"), "s3:PutObject"):
+        problems.append("the web task cannot write ErrorPrefix stream/* (records Kinesis refuses)")
+    bridge = _grants(_statements(cfn, "bridge"), "s3:PutObject")
+    for state in ("checkpoints", "sending"):
+        if f"${{Bucket.Arn}}/${{StatePrefix}}{state}/*" not in bridge:
+            problems.append(f"the bridge cannot write StatePrefix {state}/*")
+    report.check("exposure and least privilege (ALB routes, S3 writes per role)", problems, "CloudFormation")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bin_pos", nargs="?", metavar="VENV_BIN", help="same as --bin")
@@ -602,6 +660,7 @@ def main() -> int:
     report.passed("parse data_pipeline.tf (hcl2)", f"{len(tf.resources)} resources")
     check_parity(report, cfn, tf)
     check_pipeline_defaults(report, cfn, tf, args.pipeline.resolve())
+    check_exposure(report, cfn)
     if args.no_checkov:
         report.skip("checkov", "--no-checkov")
     else:

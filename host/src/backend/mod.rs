@@ -8,7 +8,8 @@
 //!   where the provider can, in the same step as the records (local: one
 //!   transaction), so a restarted producer neither skips nor repeats.
 //! - `Queue::send` with a [`Checkpoint`] records how far the sender has read
-//!   its source; local: in the same transaction as the messages.
+//!   its source; local: in the same transaction as the messages; aws: after
+//!   them, with the position recorded as `Queue::sending` before them.
 //! - A received message stays invisible for the visibility timeout; one not
 //!   deleted comes back; past `max_receives` it moves to the dead-letter queue.
 //! - `ObjectStore::put` replaces an object whole (atomic per key).
@@ -145,6 +146,14 @@ pub trait Queue: Send + Sync {
     async fn send(&self, messages: Vec<OutMessage>, checkpoint: Option<Checkpoint>) -> Result<()>;
     /// The checkpoint `consumer` recorded for `source`.
     async fn checkpoint(&self, consumer: &str, source: &str) -> Result<Option<String>>;
+    /// Where a provider that cannot commit messages and checkpoint
+    /// together records, before sending, the position the checkpoint will
+    /// take: if it is after the checkpoint, a send may have gone out
+    /// unrecorded, and the sender re-sends exactly up to it. `None` when
+    /// sends and checkpoints commit together (local).
+    async fn sending(&self, _consumer: &str, _source: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// Up to `max` messages, waiting up to `wait` for the first (long poll).
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>>;
     /// Deletes received messages by receipt.

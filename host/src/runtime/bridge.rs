@@ -11,6 +11,14 @@
 //! bounds and the `bridged` counter, so batches hold about as many lines
 //! as they would unaggregated.
 //!
+//! A re-send is the same batch. Where the queue cannot commit a send and
+//! its checkpoint together (aws), it records where the batch ends before
+//! sending ([`Queue::sending`]); a bridge that finds that position after
+//! its checkpoint cuts its first batch to end exactly there, whatever the
+//! rollover bounds, the age or the read sizes are now — so the message is
+//! byte for byte the one that may have gone out, and both map to the same
+//! objects with the same content.
+//!
 //! Resharding: [`run`] lists the shards with their parents now and then and
 //! starts a task for each new one; a child waits until all its parents are
 //! drained (checkpoint [`SHARD_END`]), so one key's records stay in order.
@@ -24,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate;
 use super::message::{BatchMessage, MessageRecord, VERSION};
 use super::stats::Stats;
-use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream};
+use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream, seq_after};
 use crate::plan::Rollover;
 
 /// The checkpoint of a shard that is closed and fully forwarded.
@@ -46,6 +54,17 @@ struct Open {
     lines: usize,
     bytes: usize,
     since: Instant,
+}
+
+impl Open {
+    fn empty() -> Self {
+        Self {
+            records: Vec::new(),
+            lines: 0,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
 }
 
 /// Sizes the next read from the records of the last one, so a read of
@@ -271,27 +290,39 @@ pub async fn run_shard(
     if read_pos.as_deref() == Some(SHARD_END) {
         return Ok(());
     }
+    // A batch that may have been sent without its checkpoint: cut again
+    // exactly up to where it ended.
+    let mut resend_to = queue
+        .sending(&consumer, &shard)
+        .await?
+        .filter(|end| read_pos.as_deref().is_none_or(|p| seq_after(end, p)));
+    if let Some(end) = &resend_to {
+        tracing::info!(shard, after = ?read_pos, end, "re-sending the batch sent before the last stop");
+    }
     if !info.parents.is_empty()
         && !wait_for_parents(&info, &consumer, &stream, &queue, &cancel).await?
     {
         return Ok(());
     }
-    let mut open = Open {
-        records: Vec::new(),
-        lines: 0,
-        bytes: 0,
-        since: Instant::now(),
-    };
+    let mut open = Open::empty();
     let mut read_size = ReadSize::new();
     loop {
         // Rollover bounds and the poll interval can change live.
         let settings = live.load_full();
         let r = &settings.rollover;
         if cancel.is_cancelled() {
-            flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
+            // Half a re-sent batch would be another batch under the same
+            // id: leave it to the next start.
+            if resend_to.is_none() {
+                flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
+            }
             return Ok(());
         }
-        let room = read_size.room(&open, r);
+        let room = match resend_to {
+            // Read on at full size until the end of the re-sent batch.
+            Some(_) => read_size.room(&Open::empty(), r),
+            None => read_size.room(&open, r),
+        };
         let records = match stream.read(&shard, read_pos.as_deref(), room).await {
             Ok(r) => r,
             Err(e) => {
@@ -303,6 +334,14 @@ pub async fn run_shard(
         let idle = records.is_empty();
         let (n, mut read_lines, mut read_bytes) = (records.len(), 0, 0);
         for rec in records {
+            if resend_to
+                .as_deref()
+                .is_some_and(|end| seq_after(&rec.sequence, end))
+            {
+                // The end record is gone (expired): send what there is.
+                resend_to = None;
+                flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
+            }
             if open.records.is_empty() {
                 open.since = Instant::now();
             }
@@ -311,13 +350,18 @@ pub async fn run_shard(
             (read_lines, read_bytes) = (read_lines + lines, read_bytes + bytes);
             open.lines += lines;
             open.bytes += bytes;
+            let cut = match &resend_to {
+                Some(end) => *end == rec.sequence,
+                None => open.lines >= r.records || open.bytes >= r.bytes,
+            };
             open.records.push(rec);
-            if open.lines >= r.records || open.bytes >= r.bytes {
+            if cut {
+                resend_to = None;
                 flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
             }
         }
         read_size.learn(n, read_lines, read_bytes);
-        if !open.records.is_empty() && open.since.elapsed() >= r.age {
+        if resend_to.is_none() && !open.records.is_empty() && open.since.elapsed() >= r.age {
             flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
         }
         if idle

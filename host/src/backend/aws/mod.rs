@@ -12,20 +12,23 @@
 //!
 //! ```text
 //! _pipehost/checkpoints/<consumer>/<shard>   the bridge's last forwarded sequence
+//! _pipehost/sending/<consumer>/<shard>       where the batch being sent ends
 //! _pipehost/producers/<producer>             a feed's next tick and record count
 //! _pipehost/payloads/<queue>/<sha256>        batches too big for one SQS message
 //! _pipehost/notified/<sha256>                notifications already published
 //! ```
 //!
-//! The bridge sends, then checkpoints. A crash between the two re-sends
-//! the same batch on restart — same id, same first sequence, so the same
-//! object keys, overwritten — and the notifier skips notifications it has
-//! a marker for. One bridge process per stream is assumed: two would both
+//! The bridge records where a batch ends, sends, then checkpoints. A crash
+//! before the checkpoint re-sends the same batch on restart — cut again up
+//! to the recorded end: same id, same records, so the same objects,
+//! overwritten with the same bytes — and the notifier publishes a
+//! notification only under a marker it created (see `notifier`). One bridge process per stream is assumed: two would both
 //! forward every shard (leasing shards across processes is later work).
 
 mod notifier;
 mod queue;
 mod setup;
+mod state;
 mod store;
 mod stream;
 
@@ -36,15 +39,15 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_s3::primitives::ByteStream;
 
 pub use notifier::AwsNotifier;
 pub use queue::AwsQueue;
 pub use setup::setup;
+pub use state::{StateStore, Tagged};
 pub use store::AwsObjectStore;
 pub use stream::AwsStream;
 
-use super::{Backend, BackendError, Queue, Result};
+use super::{Backend, BackendError, Queue};
 use crate::plan::{AwsPlan, Plan};
 
 /// The four clients and the names of one pipeline.
@@ -211,108 +214,4 @@ pub(crate) fn sha256_hex(s: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(s.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// pipehost's own small state, as objects under a prefix of the bucket.
-pub struct StateStore {
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    prefix: String,
-}
-
-impl StateStore {
-    pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    pub async fn get(&self, name: &str) -> Result<Option<String>> {
-        let key = self.key(name);
-        match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let body = out.body.collect().await.map_err(|e| {
-                    BackendError::failed("s3", format!("reading s3://{}/{key}: {e}", self.bucket))
-                })?;
-                Ok(Some(
-                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
-                ))
-            }
-            Err(e) if code_of(&e) == Some("NoSuchKey") => Ok(None),
-            Err(e) => Err(sdk_err(
-                "s3",
-                &format!("GetObject s3://{}/{key}", self.bucket),
-                e,
-            )),
-        }
-    }
-
-    pub async fn exists(&self, name: &str) -> Result<bool> {
-        let key = self.key(name);
-        match self
-            .s3
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) if code_of(&e) == Some("NotFound") || code_of(&e) == Some("NoSuchKey") => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_err(
-                "s3",
-                &format!("HeadObject s3://{}/{key}", self.bucket),
-                e,
-            )),
-        }
-    }
-
-    /// Writes `body`, retrying transient failures a few times.
-    pub async fn put(&self, name: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
-        let key = self.key(name);
-        let mut attempt = 0;
-        loop {
-            let r = self
-                .s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .content_type(content_type)
-                .body(ByteStream::from(body.clone()))
-                .send()
-                .await;
-            match r {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < 4 && code_of(&e) != Some("NoSuchBucket") => {
-                    tracing::warn!(
-                        "saving s3://{}/{key} failed, retrying: {}",
-                        self.bucket,
-                        DisplayErrorContext(&e)
-                    );
-                    tokio::time::sleep(backoff(
-                        attempt,
-                        Duration::from_millis(100),
-                        Duration::from_secs(2),
-                    ))
-                    .await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(sdk_err(
-                        "s3",
-                        &format!("PutObject s3://{}/{key}", self.bucket),
-                        e,
-                    ));
-                }
-            }
-        }
-    }
 }

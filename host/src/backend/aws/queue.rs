@@ -7,7 +7,7 @@
 //! format of the SQS extended client libraries, so their consumers can
 //! read our messages too. Receives long-poll; deletes go in batches with
 //! per-entry failure handling; a message's stream checkpoint is written to
-//! the state store after the send.
+//! the state store after the send, and where it will be (`sending/`) before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -340,6 +340,18 @@ impl Queue for AwsQueue {
     }
 
     async fn send(&self, messages: Vec<OutMessage>, checkpoint: Option<Checkpoint>) -> Result<()> {
+        if let Some(c) = checkpoint.as_ref().filter(|_| !messages.is_empty()) {
+            // Before the send: where these messages end, so that after a
+            // crash before the checkpoint the sender re-cuts exactly them.
+            self.clients
+                .state
+                .put(
+                    &format!("sending/{}/{}", c.consumer, c.source),
+                    c.position.clone().into_bytes(),
+                    "text/plain",
+                )
+                .await?;
+        }
         if !messages.is_empty() {
             let url = self.url().await?.to_string();
             let limit = self.clients.max_message_bytes;
@@ -362,7 +374,8 @@ impl Queue for AwsQueue {
         }
         if let Some(c) = checkpoint {
             // After the send: a crash in between re-sends the same batch
-            // (same id, same object keys) rather than skipping it.
+            // (cut again up to `sending`: same id, same records, so the
+            // same objects) rather than skipping it.
             self.clients
                 .state
                 .put(
@@ -379,6 +392,13 @@ impl Queue for AwsQueue {
         self.clients
             .state
             .get(&format!("checkpoints/{consumer}/{source}"))
+            .await
+    }
+
+    async fn sending(&self, consumer: &str, source: &str) -> Result<Option<String>> {
+        self.clients
+            .state
+            .get(&format!("sending/{consumer}/{source}"))
             .await
     }
 
