@@ -11,6 +11,7 @@ mod cli;
 mod conformance;
 mod contract;
 mod fixtures;
+mod fuzz;
 mod hostile;
 mod lambda;
 mod loading;

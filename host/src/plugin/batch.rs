@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::bindings::pipehost::plugin::types as wit;
+pub(crate) use super::bindings::pipehost::plugin::types as wit;
 pub use wit::Tick;
 
 /// A typed field value, owned.
