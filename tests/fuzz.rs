@@ -330,12 +330,13 @@ fn event_columns_target(data: &[u8]) -> Result<String, String> {
 /// that it survives being rebuilt from its owned events.
 fn read_events(batch: &EventBatch) -> Result<(), String> {
     let events = batch.to_events();
-    let _ = batch.approx_bytes();
     let mut writer = pipehost::event::LineWriter::new(batch);
+    let mut written = 0;
     for (view, owned) in batch.iter().zip(&events) {
         let mut line = Vec::new();
         writer.write_event(&mut line, &view);
         line.push(b'}');
+        written += line.len();
         let expected = serde_json::to_vec(&pipehost::event::event_to_json(owned)).unwrap();
         check(
             line == expected,
@@ -347,12 +348,104 @@ fn read_events(batch: &EventBatch) -> Result<(), String> {
         )?;
         let _ = view.field("a");
     }
+    check(
+        written <= written_bound(batch),
+        &format!(
+            "{written} bytes written for a batch the output cap weighs at {}",
+            batch.approx_bytes()
+        ),
+    )?;
     let again = fuzzing::check_events(fuzzing::event_columns(&EventBatch::from_events(&events)))
         .map_err(|e| format!("a rebuilt batch fails its check: {e}"))?;
     check(
         format!("{:?}", again.to_events()) == format!("{events:?}"),
         "events differ after from_events",
     )
+}
+
+/// The most bytes of JSON Lines a batch may come to, given what the output
+/// cap (`max_output_bytes`) weighs it at: every byte of it escaped (at most
+/// 6 bytes for one), and the fixed parts of each line.
+fn written_bound(batch: &EventBatch) -> usize {
+    6 * batch.approx_bytes() + 128 * batch.len()
+}
+
+/// The output cap bounds what the host writes: a batch whose fields or
+/// events share one long text span, field name or dataset weighs what it
+/// writes, not what it copies. (It weighed each string once: a parser
+/// could return a million fields spanning 1 MiB of text, or a million
+/// events of a 1 MiB dataset name, pass the 256 MiB cap, and have the
+/// processor write a terabyte.)
+#[test]
+fn shared_spans_and_names_count_toward_the_output_cap_each_time() {
+    let long = "x".repeat(1000);
+    let n = 1000;
+    let span = (1000u64 << 32) as i64;
+    let shapes = [
+        // One event, n fields of distinct names, each spanning all the text.
+        EventColumns {
+            names: (0..=n).map(|i| format!("f{i}")).collect(),
+            keys: String::new(),
+            text: long.clone(),
+            event_dataset: vec![0],
+            event_key_end: vec![0],
+            event_time: vec![0],
+            event_fields_end: vec![n],
+            field_name: (1..=n).collect(),
+            field_kind: vec![3; n as usize],
+            field_bits: vec![span; n as usize],
+        },
+        // n events, one field each, named by one long name.
+        EventColumns {
+            names: vec!["d".into(), long.clone()],
+            keys: String::new(),
+            text: String::new(),
+            event_dataset: vec![0; n as usize],
+            event_key_end: vec![0; n as usize],
+            event_time: vec![0; n as usize],
+            event_fields_end: (1..=n).collect(),
+            field_name: vec![1; n as usize],
+            field_kind: vec![1; n as usize],
+            field_bits: vec![0; n as usize],
+        },
+        // n events of one long dataset name.
+        EventColumns {
+            names: vec![long.clone()],
+            keys: String::new(),
+            text: String::new(),
+            event_dataset: vec![0; n as usize],
+            event_key_end: vec![0; n as usize],
+            event_time: vec![0; n as usize],
+            event_fields_end: vec![0; n as usize],
+            field_name: Vec::new(),
+            field_kind: Vec::new(),
+            field_bits: Vec::new(),
+        },
+    ];
+    for (i, cols) in shapes.into_iter().enumerate() {
+        let batch = fuzzing::check_events(cols).unwrap();
+        let written = written_len(&batch);
+        assert!(written >= 1_000_000, "shape {i}: {written}");
+        assert!(
+            written <= written_bound(&batch),
+            "shape {i}: {written} bytes written for a batch the output cap weighs at {}",
+            batch.approx_bytes()
+        );
+    }
+}
+
+/// The JSON Lines of a batch's events, as the processor writes them.
+fn written_len(batch: &EventBatch) -> usize {
+    let mut writer = pipehost::event::LineWriter::new(batch);
+    let mut line = Vec::new();
+    batch
+        .iter()
+        .map(|view| {
+            line.clear();
+            writer.write_event(&mut line, &view);
+            line.len() + 1
+        })
+        .sum()
 }
 
 /// A parser's answer: events, then per-record counts and rejections.
