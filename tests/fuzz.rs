@@ -279,7 +279,10 @@ fn class(outcome: &Result<String, String>) -> String {
                 .filter(|w| w.len() > 2 && !hex(w))
                 .collect();
             words.truncate(6);
-            words.join("-").to_lowercase()
+            match words.join("-").to_lowercase() {
+                w if w.is_empty() => "error".into(),
+                w => w,
+            }
         }
     }
 }
