@@ -60,3 +60,71 @@ fn inspect_shows_the_contract_version_a_plugin_speaks() {
         "{stdout}"
     );
 }
+
+/// `pipehost ls … | head`, `pipehost cat … | head`: the reader goes away
+/// after one line, and the command ends quietly with success, as `ls` or
+/// `rg` do (it used to panic: "failed printing to stdout: Broken pipe").
+/// The output is far larger than a pipe's buffer (64 KiB), so the command
+/// is still writing when the pipe closes.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_success() {
+    use pipehost::backend::PutObject;
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = crate::pipeline::write_pipeline(dir.path(), "{}", "");
+    let backend = crate::pipeline::local_backend(&dir.path().join("state"));
+    let put = |key: String, body: Vec<u8>| PutObject {
+        key,
+        body,
+        content_type: "application/x-ndjson".into(),
+        content_encoding: None,
+        metadata: Default::default(),
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        // 500 listing lines of ~300 bytes: ~150 KB.
+        for i in 0..500 {
+            let key = format!(
+                "dataset=pipe/{}/{}-{i:05}.jsonl",
+                "k".repeat(200),
+                "l".repeat(40)
+            );
+            backend.store.put(put(key, b"{}\n".to_vec())).await.unwrap();
+        }
+        let big: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("{{\"line\":{i:020}}}\n").into_bytes())
+            .collect(); // ~1.2 MB
+        backend
+            .store
+            .put(put("big.jsonl".into(), big))
+            .await
+            .unwrap();
+    });
+    drop(backend);
+    let pipeline = pipeline.to_str().unwrap();
+    for args in [
+        vec!["ls", "-c", pipeline],
+        vec!["ls", "-c", pipeline, "dataset=pipe/"],
+        vec!["cat", "-c", pipeline, "big.jsonl"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipehost"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}: printed nothing");
+        // The reader (and with it the pipe's read end) is dropped here.
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: not quiet: {stderr}");
+    }
+}

@@ -14,6 +14,7 @@ mod conformance;
 mod contract;
 mod faults;
 mod fixtures;
+mod fuzz;
 mod hostile;
 mod lambda;
 mod loading;

@@ -272,11 +272,25 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        // `pipehost ls | head`: the reader has gone, as with `ls` or `rg`
+        // that is a quiet success, not an error (Rust ignores SIGPIPE, so
+        // every write to stdout says so through its `io::Error`).
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` is stdout's reader having gone away. Everything printed to
+/// stdout goes through `writeln!` on a lock (never `println!`, which panics
+/// on a closed pipe), so the error reaches [`main`] here.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -356,48 +370,58 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let report = runtime()?.block_on(crate::runtime::run(Arc::new(plan), opts))?;
+    let mut out = std::io::stdout().lock();
     let s = &report.stats;
     let secs = report.elapsed.as_secs_f64().max(1e-3);
-    println!(
+    writeln!(
+        out,
         "run finished in {secs:.1}s{}",
         if report.drained {
             " (every generated record processed)"
         } else {
             ""
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  generated   {} records ({} more through the web server)",
         s.generated, s.ingested
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  bridged     {} records in {} batches",
         s.bridged, s.messages
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  processed   {} records -> {} events stored, {} dropped, {} error records",
         s.processed, s.events, s.dropped, s.error_records
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  stored      {} objects, {} notifications",
         s.objects, s.notifications
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  failures    {} batches failed ({} plugin), {} backend errors; dead-letter queue: {}",
         s.failed_batches, s.plugin_failures, s.backend_errors, s.dead_letters
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  throughput  {:.0} records/s processed",
         s.processed as f64 / secs
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  reloads     {} applied, {} refused",
         s.reloads, s.reload_failures
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "look at the data: pipehost ls -c {0}   |   pipehost cat -c {0} <key>",
         args.pipeline.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -412,13 +436,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         plan.feeds.len()
     );
     let report = runtime()?.block_on(crate::runtime::serve(Arc::new(plan), args.duration))?;
+    let mut out = std::io::stdout().lock();
     let s = &report.stats;
-    println!(
+    writeln!(
+        out,
         "served for {:.1}s: {} records generated on schedule, {} through the web server",
         report.elapsed.as_secs_f64(),
         s.generated,
         s.ingested
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -438,7 +464,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    println!("{}: ok", args.pipeline.display());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}: ok", args.pipeline.display())?;
     for f in &plan.feeds {
         let source = match &f.generator {
             Some(g) => format!(
@@ -450,13 +477,14 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             ),
             None => "no generator (ingest only)".into(),
         };
-        println!("  feed {}: {source}", f.name);
-        println!("    parser {}", f.parser.path.display());
+        writeln!(out, "  feed {}: {source}", f.name)?;
+        writeln!(out, "    parser {}", f.parser.path.display())?;
         for t in &f.transforms {
-            println!("    transform {}", t.path.display());
+            writeln!(out, "    transform {}", t.path.display())?;
         }
     }
-    println!(
+    writeln!(
+        out,
         "  stream {} ({} shards) -> queue {} (dlq {}, visibility {:?}, max receives {}) -> {} workers",
         plan.stream_name,
         plan.shards,
@@ -465,8 +493,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         plan.visibility_timeout,
         plan.max_receives,
         plan.workers
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  objects in {} (rollover {} records / {} bytes / {:?}), errors under {}; notifications on {}",
         plan.bucket,
         plan.rollover.records,
@@ -474,7 +503,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         plan.rollover.age,
         plan.error_prefix,
         plan.topic
-    );
+    )?;
     if let Some(w) = &plan.web {
         let log = match &w.request_log {
             crate::plan::RequestLogPlan::Off => "off".to_string(),
@@ -482,7 +511,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             crate::plan::RequestLogPlan::Postgres(u) => crate::web::requestlog::redact(u),
             crate::plan::RequestLogPlan::FromEnv { var, .. } => format!("from ${var}"),
         };
-        println!(
+        writeln!(
+            out,
             "  web server on {}://{} (body limit {} bytes, request timeout {:?}); keys from ${}{}; request log: {log}",
             if w.tls.is_some() { "https" } else { "http" },
             w.listen,
@@ -493,7 +523,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(|f| format!(" and {}", f.display()))
                 .unwrap_or_default(),
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -513,8 +543,9 @@ async fn setup(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     match crate::backend::setup(&plan).await {
         Ok(lines) => {
+            let mut out = std::io::stdout().lock();
             for l in lines {
-                println!("{l}");
+                writeln!(out, "{l}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -532,15 +563,17 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     };
     let objects = backend.store.list(&args.prefix).await?;
     let total: u64 = objects.iter().map(|o| o.size).sum();
+    let mut out = std::io::stdout().lock();
     for o in &objects {
-        println!(
+        writeln!(
+            out,
             "{}  {:>10}  {}",
             crate::event::format_ms(o.modified_ms),
             o.size,
             o.key
-        );
+        )?;
     }
-    println!("{} objects, {total} bytes", objects.len());
+    writeln!(out, "{} objects, {total} bytes", objects.len())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -558,13 +591,15 @@ async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let body = if obj.content_encoding.as_deref() == Some("gzip") {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&obj.body[..]), &mut out)?;
-        out
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&obj.body[..]), &mut plain)?;
+        plain
     } else {
         obj.body
     };
-    std::io::stdout().write_all(&body)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -576,19 +611,28 @@ async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
     match args.action.unwrap_or(DlqAction::List { limit: 20 }) {
         DlqAction::List { limit } => {
             let depth = backend.dead_letter.depth().await?;
-            println!("{}: {} messages", backend.dead_letter.name(), depth.total());
-            for m in backend.dead_letter.peek(limit).await? {
+            let messages = backend.dead_letter.peek(limit).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}: {} messages",
+                backend.dead_letter.name(),
+                depth.total()
+            )?;
+            for m in messages {
                 let preview: String = m.body.chars().take(120).collect();
-                println!("  {}  {preview}", m.id);
+                writeln!(out, "  {}  {preview}", m.id)?;
             }
         }
         DlqAction::Redrive => {
             let n = backend.dead_letter.redrive(backend.queue.name()).await?;
-            println!(
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
                 "moved {n} messages from {} back to {}",
                 backend.dead_letter.name(),
                 backend.queue.name()
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -610,8 +654,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             ..PluginSettings::default()
         },
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::stdout().lock();
     let summary = fixture::run_files(&engine, &files, &opts, &mut out)?;
     out.flush()?;
     Ok(if summary.ok() {
@@ -624,21 +667,23 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let engine = PluginEngine::new(EngineSettings::default())?;
     let mut code = ExitCode::SUCCESS;
+    let mut out = std::io::stdout().lock();
     for file in &args.files {
         match engine.inspect(file) {
             Ok(i) => {
                 let kinds: Vec<&str> = i.kinds.iter().map(|k| k.world()).collect();
-                println!("{}", i.path.display());
-                println!("  size:    {} bytes", i.size);
-                println!("  sha256:  {}", i.sha256);
-                println!(
+                writeln!(out, "{}", i.path.display())?;
+                writeln!(out, "  size:    {} bytes", i.size)?;
+                writeln!(out, "  sha256:  {}", i.sha256)?;
+                writeln!(
+                    out,
                     "  world:   {}",
                     if kinds.is_empty() {
                         "none (not a pipehost plugin)".to_string()
                     } else {
                         kinds.join(", ")
                     }
-                );
+                )?;
                 if !i.contracts.is_empty() {
                     let supported: Vec<String> = i
                         .contracts
@@ -651,10 +696,10 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                             }
                         })
                         .collect();
-                    println!("  contract: {}", supported.join(", "));
+                    writeln!(out, "  contract: {}", supported.join(", "))?;
                 }
-                println!("  exports: {}", i.exports.join(", "));
-                println!("  imports: {}", i.imports.join(", "));
+                writeln!(out, "  exports: {}", i.exports.join(", "))?;
+                writeln!(out, "  imports: {}", i.imports.join(", "))?;
             }
             Err(e) => {
                 eprintln!("error: {e}");

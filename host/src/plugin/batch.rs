@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::bindings::pipehost::plugin::types as wit;
+pub(crate) use super::bindings::pipehost::plugin::types as wit;
 pub use wit::Tick;
 
 /// A typed field value, owned.
@@ -379,18 +379,39 @@ impl EventBatch {
     }
 
     /// Approximate payload size, for the output-size cap: names and text
-    /// once, 8 bytes per event and per field.
+    /// once as copied, then as written out — each event's dataset name,
+    /// each field's name and text value every time it is used (spans and
+    /// names may be shared) — and 8 bytes per event and per field.
     pub fn approx_bytes(&self) -> usize {
         approx_bytes(&self.cols)
     }
 }
 
+/// [`EventBatch::approx_bytes`] of columns not checked yet: an index or
+/// span out of range counts as empty (the check refuses it later).
 pub(crate) fn approx_bytes(cols: &wit::EventBatch) -> usize {
+    let name = |i: &u32| cols.names.get(*i as usize).map_or(0, String::len);
+    let text = |k: &u8, bits: &i64| match *k {
+        kind::TEXT => {
+            let (start, end) = unpack_span(*bits);
+            end.saturating_sub(start).min(cols.text.len())
+        }
+        _ => 0,
+    };
+    let fields = cols
+        .field_name
+        .iter()
+        .map(name)
+        .chain((cols.field_kind.iter().zip(&cols.field_bits)).map(|(k, bits)| text(k, bits)));
+    let written = (cols.event_dataset.iter().map(name))
+        .chain(fields)
+        .fold(0usize, usize::saturating_add);
     cols.names.iter().map(String::len).sum::<usize>()
         + cols.keys.len()
         + cols.text.len()
         + 8 * cols.event_dataset.len()
         + 8 * cols.field_name.len()
+        + written
 }
 
 /// How many events a returned batch claims (its longest event column, so
