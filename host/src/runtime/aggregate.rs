@@ -162,11 +162,14 @@ impl Filling {
         self.lines += 1;
     }
 
-    /// The finished record: an aggregate, or its lone line as is.
+    /// The finished record: an aggregate, or its lone line as is — unless
+    /// that line itself starts with [`MAGIC`]: the processor would take it
+    /// for an aggregate and unpack lines nobody sent, so such a line stays
+    /// wrapped, an aggregate of one line.
     fn finish(mut self) -> Packed {
-        if self.lines == 1 {
-            let mut at = HEADER_BYTES;
-            get_varint(&self.data, &mut at).expect("written above");
+        let mut at = HEADER_BYTES;
+        get_varint(&self.data, &mut at).expect("written above");
+        if self.lines == 1 && !is_aggregate(&self.data[at..]) {
             let line = self.data.split_off(at);
             let checksum = crc32fast::hash(&line);
             return Packed {

@@ -171,10 +171,19 @@ pub fn stream_records<'a>(
     aggregate: bool,
 ) -> Vec<StreamRecord> {
     if !aggregate {
+        // One record each; `pack` of a single line keeps it as is, but
+        // wraps one that starts with the aggregate magic, which the
+        // processor would otherwise unpack into lines the plugin never
+        // counted against its output cap.
         return generated
-            .map(|(key, data)| StreamRecord {
-                partition_key: stream_key(feed, key),
-                data: data.to_vec(),
+            .flat_map(|(key, data)| {
+                let partition_key = stream_key(feed, key);
+                aggregate::pack([data], data.len(), usize::MAX)
+                    .into_iter()
+                    .map(move |p| StreamRecord {
+                        partition_key: partition_key.clone(),
+                        data: p.data,
+                    })
             })
             .collect();
     }
@@ -242,6 +251,25 @@ mod tests {
         assert_eq!(plain.len(), 6);
         assert_eq!(plain[2].partition_key, "forex:EUR/USD");
         assert_eq!(plain[2].data, b"a2");
+    }
+
+    #[test]
+    fn a_generated_record_that_looks_like_an_aggregate_is_delivered_as_one_line() {
+        // A generator's record that is itself a valid aggregate of 1,000
+        // lines: stored plain, the processor would unpack 1,000 lines.
+        let lines: Vec<&[u8]> = vec![b"x"; 1000];
+        let forged = aggregate::pack(lines, 1000, aggregate::MAX_RECORD_BYTES)
+            .remove(0)
+            .data;
+        for aggregated in [true, false] {
+            let out = stream_records("f", std::iter::once(("K", forged.as_slice())), aggregated);
+            assert_eq!(out.len(), 1);
+            let got = aggregate::decode(&out[0].data).expect("wrapped as an aggregate");
+            assert_eq!(got, vec![forged.as_slice()], "aggregate = {aggregated}");
+        }
+        // An ordinary lone record stays plain.
+        let out = stream_records("f", std::iter::once(("K", &b"a1"[..])), false);
+        assert_eq!(out[0].data, b"a1");
     }
 
     #[test]
