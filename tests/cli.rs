@@ -128,3 +128,19 @@ fn output_into_a_closed_pipe_ends_quietly_with_success() {
         assert!(stderr.is_empty(), "{args:?}: not quiet: {stderr}");
     }
 }
+
+/// Logs written to a file or a pipe carry no terminal colour codes (they
+/// did: every level and target was wrapped in ANSI escapes).
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let parser = plugin_path("forex_parser");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipehost"))
+        .args(["inspect", parser.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run pipehost");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "no log lines to check: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in: {stderr}");
+}
