@@ -133,9 +133,7 @@ fn a_missing_plugin_fails_every_case_naming_the_file() {
     let fixture = dir.path().join("missing.toml");
     std::fs::write(
         &fixture,
-        format!(
-            "plugin = \"no_such_plugin\"\nworld = \"parser\"\n[[case]]\nname = \"a\"\ninput = [ {{ data = 'x' }} ]\nexpect = [ {{ error = \"x\" }} ]\n"
-        ),
+        "plugin = \"no_such_plugin\"\nworld = \"parser\"\n[[case]]\nname = \"a\"\ninput = [ { data = 'x' } ]\nexpect = [ { error = \"x\" } ]\n",
     )
     .unwrap();
     let out = pipehost(&["test", fixture.to_str().unwrap()]);

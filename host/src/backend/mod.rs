@@ -192,6 +192,9 @@ pub trait Notifier: Send + Sync {
     async fn publish(&self, notification: Notification) -> Result<bool>;
 }
 
+/// Opens another queue of the same provider by name.
+type QueueOpener = Arc<dyn Fn(&str) -> Arc<dyn Queue> + Send + Sync>;
+
 /// The services of one pipeline.
 #[derive(Clone)]
 pub struct Backend {
@@ -200,7 +203,7 @@ pub struct Backend {
     pub dead_letter: Arc<dyn Queue>,
     pub store: Arc<dyn ObjectStore>,
     pub notifier: Arc<dyn Notifier>,
-    opener: Arc<dyn Fn(&str) -> Arc<dyn Queue> + Send + Sync>,
+    opener: QueueOpener,
 }
 
 impl Backend {

@@ -342,7 +342,10 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 /// templates give the Lambda function and the ECS tasks the names of the
 /// resources they created, so one packaged pipeline.toml serves any stack.
 /// Each variable, when set and not empty, wins over the file.
-pub const ENV_OVERRIDES: [(&str, fn(&mut PipelineFile, String)); 6] = [
+/// Sets one field of the file from an environment variable's value.
+pub type EnvOverride = fn(&mut PipelineFile, String);
+
+pub const ENV_OVERRIDES: [(&str, EnvOverride); 6] = [
     ("PIPEHOST_STREAM_NAME", |f, v| f.stream.name = Some(v)),
     ("PIPEHOST_QUEUE_NAME", |f, v| f.queue.name = Some(v)),
     ("PIPEHOST_DEAD_LETTER_QUEUE_NAME", |f, v| {

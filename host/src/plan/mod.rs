@@ -257,16 +257,27 @@ struct Defaults {
     settings: PluginSettings,
 }
 
+/// The keys that describe one plugin, wherever it is configured.
+struct PluginKeys<'a> {
+    plugin: &'a Spanned<String>,
+    config: &'a toml::Table,
+    timeout: &'a Option<Spanned<String>>,
+    memory: &'a Option<Spanned<String>>,
+}
+
 fn plugin_plan(
     c: &mut Checker,
     base: &Path,
     defaults: &Defaults,
     key: &str,
-    plugin: &Spanned<String>,
-    config: &toml::Table,
-    timeout: &Option<Spanned<String>>,
-    memory: &Option<Spanned<String>>,
+    keys: PluginKeys<'_>,
 ) -> PluginPlan {
+    let PluginKeys {
+        plugin,
+        config,
+        timeout,
+        memory,
+    } = keys;
     let line = c.line(plugin);
     if plugin.get_ref().trim().is_empty() {
         c.err(line, &format!("{key}.plugin"), "names no plugin");
@@ -305,9 +316,13 @@ fn plugin_ref(
     key: &str,
     r: &PluginRef,
 ) -> PluginPlan {
-    plugin_plan(
-        c, base, defaults, key, &r.plugin, &r.config, &r.timeout, &r.memory,
-    )
+    let keys = PluginKeys {
+        plugin: &r.plugin,
+        config: &r.config,
+        timeout: &r.timeout,
+        memory: &r.memory,
+    };
+    plugin_plan(c, base, defaults, key, keys)
 }
 
 /// Validates a parsed file into a plan. `path` is the file (for messages and
@@ -394,9 +409,13 @@ pub fn build(path: &Path, text: &str, file: &PipelineFile) -> Result<Plan, Vec<C
         c.name(feed_name, line, &key);
         let generator = feed.generator.as_ref().map(|g| {
             let gkey = format!("{key}.generator");
-            let plugin = plugin_plan(
-                &mut c, &base, &defaults, &gkey, &g.plugin, &g.config, &g.timeout, &g.memory,
-            );
+            let keys = PluginKeys {
+                plugin: &g.plugin,
+                config: &g.config,
+                timeout: &g.timeout,
+                memory: &g.memory,
+            };
+            let plugin = plugin_plan(&mut c, &base, &defaults, &gkey, keys);
             let interval = match parse_duration(g.interval.get_ref()) {
                 Ok(d) if d >= Duration::from_millis(1) && d <= Duration::from_secs(86_400) => d,
                 Ok(d) => {

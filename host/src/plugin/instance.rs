@@ -109,10 +109,10 @@ impl PluginInstance {
     /// Counters so far, including the live instance's dropped log messages.
     pub fn stats(&self) -> InstanceStats {
         let mut stats = self.stats.clone();
-        if let Some(live) = &self.live {
-            if let Ok(log) = live.store.data().log.lock() {
-                stats.log_messages_dropped += log.dropped_total;
-            }
+        if let Some(live) = &self.live
+            && let Ok(log) = live.store.data().log.lock()
+        {
+            stats.log_messages_dropped += log.dropped_total;
         }
         stats
     }

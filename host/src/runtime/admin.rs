@@ -72,7 +72,11 @@ pub fn load_keys(env: &str, file: Option<&std::path::Path>) -> anyhow::Result<Ve
     Ok(keys)
 }
 
-fn authorized(keys: &[String], headers: &HeaderMap) -> Result<(), Response> {
+/// `Err` is the refusal to send: a status and a JSON reason.
+fn authorized(
+    keys: &[String],
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, Json<serde_json::Value>)> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -81,8 +85,7 @@ fn authorized(keys: &[String], headers: &HeaderMap) -> Result<(), Response> {
         return Err((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "missing `Authorization: Bearer <key>`"})),
-        )
-            .into_response());
+        ));
     };
     // Check every key without stopping early, so timing reveals nothing.
     let mut ok = subtle::Choice::from(0u8);
@@ -95,8 +98,7 @@ fn authorized(keys: &[String], headers: &HeaderMap) -> Result<(), Response> {
         Err((
             StatusCode::FORBIDDEN,
             Json(json!({"error": "invalid admin key"})),
-        )
-            .into_response())
+        ))
     }
 }
 
@@ -113,8 +115,8 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn reload(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s.keys, &headers) {
-        return r;
+    if let Err(refusal) = authorized(&s.keys, &headers) {
+        return refusal.into_response();
     }
     let (tx, rx) = oneshot::channel();
     let req = ReloadRequest {

@@ -585,16 +585,16 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     }
     drop(watcher);
     admin_cancel.cancel();
-    if let Some(t) = admin_task {
-        if let Err(e) = t.await? {
-            tracing::warn!("admin API stopped: {e:#}");
-        }
+    if let Some(t) = admin_task
+        && let Err(e) = t.await?
+    {
+        tracing::warn!("admin API stopped: {e:#}");
     }
     dev_cancel.cancel();
-    if let Some(t) = dev_task {
-        if let Err(e) = t.await? {
-            tracing::warn!("--dev stopped: {e:#}");
-        }
+    if let Some(t) = dev_task
+        && let Err(e) = t.await?
+    {
+        tracing::warn!("--dev stopped: {e:#}");
     }
 
     // Front to back, each stage finishing what it holds.
