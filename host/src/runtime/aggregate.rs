@@ -16,14 +16,17 @@
 //! 0       4     magic F5 50 48 41 ("\xF5PHA") — 0xF5 never occurs in UTF-8
 //! 4       1     version (1)
 //! 5       4     CRC-32 (IEEE) of everything from offset 9 on
-//! 9       4     n, the number of lines (at least 2)
+//! 9       4     n, the number of lines (at least 1; 1 only for a lone
+//!               line that itself starts with the magic)
 //! 13      …     n × (length as LEB128, the line's bytes)
 //! ```
 //!
 //! A record is an aggregate exactly when it starts with the magic. Lines
 //! posted to the web server are UTF-8, so a plain line can never start with
-//! it; a binary producer must not write records that do (they would be
-//! read as corrupt aggregates and land under the error prefix, not lost).
+//! it. A lone line that does start with it (a binary generator's record)
+//! is written wrapped, as an aggregate of one line, so it is never unpacked
+//! into lines nobody sent; a foreign producer's record that starts with it
+//! is read as an aggregate, and lands under the error prefix when corrupt.
 //! The magic is our own rather than the KPL's (`F3 89 9A C2`), so a KPL
 //! record on a shared stream is never misread as ours. The checksum turns
 //! truncation or a flipped bit into a named error instead of wrong lines.
@@ -63,7 +66,7 @@ pub enum AggregateError {
         "aggregated record is corrupt: checksum {computed:08x} does not match the stored {stored:08x}"
     )]
     Checksum { stored: u32, computed: u32 },
-    #[error("aggregated record claims {0} lines (an aggregate holds at least 2)")]
+    #[error("aggregated record claims {0} lines (an aggregate holds at least 1)")]
     TooFewLines(u32),
     #[error("aggregated record is truncated: line {line} of {count} {what}")]
     Truncated { line: u32, count: u32, what: String },
@@ -250,7 +253,7 @@ pub fn decode(data: &[u8]) -> Result<Vec<&[u8]>, AggregateError> {
         return Err(AggregateError::Checksum { stored, computed });
     }
     let count = u32::from_le_bytes(data[9..13].try_into().expect("4 bytes"));
-    if count < 2 {
+    if count < 1 {
         return Err(AggregateError::TooFewLines(count));
     }
     // Every line takes at least its length byte: a count past that is a lie
@@ -435,9 +438,23 @@ mod tests {
             e.contains("line 0 of 4294967295 has no complete length"),
             "{e}"
         );
-        let mut one = good[..HEADER_BYTES].to_vec();
-        one[9..13].copy_from_slice(&1u32.to_le_bytes());
-        one.extend_from_slice(b"\x01a");
-        assert!(err(&reseal(one)).contains("claims 1 lines"));
+        let mut none = good[..HEADER_BYTES].to_vec();
+        none[9..13].copy_from_slice(&0u32.to_le_bytes());
+        assert!(err(&reseal(none)).contains("claims 0 lines"));
+    }
+
+    #[test]
+    fn a_lone_line_that_starts_with_the_magic_stays_wrapped() {
+        // Plain bytes that happen to be a valid aggregate of three lines.
+        let inner = pack(refs(&lines(3, 4)), 12, MAX_RECORD_BYTES)
+            .remove(0)
+            .data;
+        let packed = pack([inner.as_slice()], inner.len(), MAX_RECORD_BYTES);
+        assert_eq!(packed.len(), 1);
+        assert_eq!(decode(&packed[0].data), Ok(vec![inner.as_slice()]));
+        assert_eq!(lines_in(&packed[0].data), 1);
+        // Any other lone line stays plain.
+        let plain = pack([&b"a1"[..]], 2, MAX_RECORD_BYTES);
+        assert_eq!(plain[0].data, b"a1");
     }
 }
