@@ -988,7 +988,28 @@ fn the_postgres_request_log_uses_tls_with_sslmode_require_and_not_with_disable()
                 .get::<_, i64>(0)
         })
     };
-    for (mode, tls) in [("require", true), ("verify-full", true), ("disable", false)] {
+    // A role with a password (SCRAM, which tests/support/postgres.sh allows
+    // over TLS only) owning the database: SCRAM-SHA-256-PLUS with the
+    // certificate's channel binding, which `channel_binding=require` insists on.
+    // First, so that the table is its own.
+    pg(async {
+        pg_client(&admin_url)
+            .await
+            .batch_execute(&format!(
+                "DO $$ BEGIN CREATE ROLE pipehost_scram LOGIN PASSWORD 'scram-pw';
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+                 ALTER DATABASE {db} OWNER TO pipehost_scram"
+            ))
+            .await
+            .unwrap()
+    });
+    let scram = url.replacen("postgres@", "pipehost_scram:scram-pw@", 1);
+    for (mode, url, tls) in [
+        ("require&channel_binding=require", &scram, true),
+        ("require", &url, true),
+        ("verify-full", &url, true),
+        ("disable", &url, false),
+    ] {
         let with_mode = format!("{url}?sslmode={mode}");
         let server = Server::start_with("serve", &pipeline, &[], &[("WEB_TEST_PG", &with_mode)]);
         let before = count(401);

@@ -77,6 +77,9 @@ start() {
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     "${run_as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; fail "initdb failed"; }
+    # One role logs in with a password (SCRAM, over TLS only), for the test
+    # of SCRAM's channel binding; everything else is trusted.
+    "${run_as[@]}" sed -i '1i hostssl all pipehost_scram 127.0.0.1/32 scram-sha-256' "$dir/data/pg_hba.conf"
     "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c ssl=on -c ssl_cert_file=$dir/server.pem -c ssl_key_file=$dir/server.key" start >&2 \
         || { cat "$dir/server.log" >&2; fail "the server did not start"; }

@@ -279,6 +279,25 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn require_against_a_server_without_tls_is_refused_by_name() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A server that answers the SSLRequest (8 bytes) with 'N'.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 8];
+            s.read_exact(&mut request).await.unwrap();
+            assert_eq!(request, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+            s.write_all(b"N").await.unwrap();
+        });
+        let url = format!("postgres://u:pw-secret@127.0.0.1:{port}/x?sslmode=require");
+        let e = PgSink::connect(&url, None).await.err().unwrap().to_string();
+        assert!(e.contains("server does not support TLS"), "{e}");
+        assert!(!e.contains("pw-secret"), "{e}");
+    }
+
     #[test]
     fn only_this_machine_counts_as_loopback() {
         let lo = |url: &str| loopback(&parse(url).unwrap());
