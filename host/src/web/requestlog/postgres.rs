@@ -10,12 +10,12 @@
 //! without TLS; `verify-full` and `verify-ca` mean `require` here (rustls
 //! always verifies fully).
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
@@ -172,8 +172,8 @@ impl PgSink {
                 _ => "the server does not offer TLS",
             };
             tracing::warn!(
-                "request log: PostgreSQL {} in plaintext ({why}): the password and the log \
-                 cross the network unencrypted; use sslmode=require",
+                "request log: PostgreSQL {} in plaintext ({why}): the session crosses \
+                 the network unencrypted; use sslmode=require",
                 redact(url)
             );
         }
