@@ -2,7 +2,7 @@
 # A throw-away PostgreSQL server on loopback for the request-log tests.
 #
 #   eval "$(tests/support/postgres.sh start)"   # exports PIPEHOST_TEST_POSTGRES_URL
-#                                               # and PIPEHOST_TEST_POSTGRES_CA
+#                                               # and PIPEHOST_TEST_POSTGRES_CA, _DIR
 #   tests/support/postgres.sh stop              # stops it and removes its files
 #
 # Installs Debian's `postgresql` when missing (root, apt), makes a cluster
@@ -87,15 +87,29 @@ start() {
     echo "postgres.sh: PostgreSQL on 127.0.0.1:$port (data in $dir)" >&2
     echo "export PIPEHOST_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres"
     echo "export PIPEHOST_TEST_POSTGRES_CA=$dir/ca.pem"
+    echo "export PIPEHOST_TEST_POSTGRES_DIR=$dir"
 }
 
+# Stops the server this shell started (PIPEHOST_TEST_POSTGRES_DIR, exported
+# by start), else the last one started (the state file), so that two runs
+# at once (two `./x test`) each stop their own.
 stop() {
-    [[ -f "$state_file" ]] || return 0
     local bin dir run_as=()
-    read -r bin dir <"$state_file"
+    if [[ -n "${PIPEHOST_TEST_POSTGRES_DIR:-}" ]]; then
+        dir=$PIPEHOST_TEST_POSTGRES_DIR
+        bin=$(bin_dir || true)
+    elif [[ -f "$state_file" ]]; then
+        read -r bin dir <"$state_file"
+    else
+        return 0
+    fi
+    [[ "$dir" == */pipehost-pg.* && -n "$bin" ]] || { echo "postgres.sh: not a test server: $dir" >&2; return 1; }
     [[ $(id -u) -eq 0 ]] && run_as=(runuser -u postgres --)
-    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
-    rm -rf "$dir" "$state_file"
+    [[ -d "$dir/data" ]] && { "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true; }
+    rm -rf "$dir"
+    if [[ -f "$state_file" && "$(cut -d' ' -f2 "$state_file")" == "$dir" ]]; then
+        rm -f "$state_file"
+    fi
 }
 
 case "${1:-}" in
