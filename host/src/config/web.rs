@@ -63,4 +63,7 @@ pub struct RequestLogConfig {
     pub url_env: Option<String>,
     /// Requests buffered for the writer; past that they are dropped and counted.
     pub queue: Option<Spanned<u32>>,
+    /// PEM file of CA certificates trusted for PostgreSQL's TLS, besides the
+    /// platform's (relative to the pipeline file), e.g. the RDS bundle.
+    pub ca_file: Option<Spanned<String>>,
 }

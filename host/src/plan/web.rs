@@ -25,6 +25,9 @@ pub struct WebPlan {
     pub max_connections: usize,
     pub tls: Option<TlsPlan>,
     pub request_log: RequestLogPlan,
+    /// CA certificates (PEM) trusted for a PostgreSQL request log's TLS,
+    /// besides the platform's; read at start.
+    pub request_log_ca_file: Option<PathBuf>,
     /// Requests buffered for the request-log writer.
     pub request_log_queue: usize,
 }
@@ -192,6 +195,19 @@ pub(super) fn build(
     };
     let request_log_queue =
         c.opt_range(&r.queue, "web.request_log.queue", 10_000, 1, 10_000_000) as usize;
+    let request_log_ca_file = r.ca_file.as_ref().map(|f| {
+        let line = c.line(f);
+        if f.get_ref().trim().is_empty() {
+            c.err(line, "web.request_log.ca_file", "names no file");
+        } else if matches!(request_log, RequestLogPlan::Sqlite(_)) {
+            c.err(
+                line,
+                "web.request_log.ca_file",
+                "applies to a PostgreSQL request log only, and this one is SQLite",
+            );
+        }
+        base.join(f.get_ref())
+    });
     Some(WebPlan {
         listen: listen?,
         keys_env: w
@@ -208,6 +224,7 @@ pub(super) fn build(
         max_connections,
         tls,
         request_log,
+        request_log_ca_file,
         request_log_queue,
     })
 }
@@ -272,6 +289,14 @@ parser = { plugin = "forex_parser" }
             w("postgres://u@localhost/db"),
             RequestLogPlan::Postgres("postgres://u@localhost/db".into())
         );
+        let ca = plan(
+            "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = { url_env = \"PG\", ca_file = \"rds.pem\" }\n",
+        )
+        .unwrap()
+        .web
+        .unwrap()
+        .request_log_ca_file;
+        assert_eq!(ca, Some(PathBuf::from("conf/rds.pem")));
         assert_eq!(
             w("logs/requests.db"),
             RequestLogPlan::Sqlite(PathBuf::from("conf/logs/requests.db"))
@@ -306,6 +331,21 @@ max_connections = 0
         for (e, w) in errs.iter().zip(want) {
             assert!(e.contains(w), "{e} should contain {w}");
         }
+        let ca = |log: &str| {
+            errors(&format!(
+                "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = {log}\n"
+            ))
+        };
+        let sqlite = ca("{ url = \"a.db\", ca_file = \"ca.pem\" }");
+        assert!(
+            sqlite[0].contains(":7: `web.request_log.ca_file`: applies to a PostgreSQL"),
+            "{sqlite:?}"
+        );
+        let empty = ca("{ url_env = \"X\", ca_file = \" \" }");
+        assert!(
+            empty[0].contains("`web.request_log.ca_file`: names no file"),
+            "{empty:?}"
+        );
         let both = errors(
             "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = { url = \"a.db\", url_env = \"X\" }\n",
         );

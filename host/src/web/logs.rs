@@ -274,6 +274,7 @@ mod tests {
             max_connections: 16,
             tls: None,
             request_log: RequestLogPlan::Sqlite(dir.path().join("requests.db")),
+            request_log_ca_file: None,
             request_log_queue: 100,
         };
         let settings = PluginSettings {

@@ -215,7 +215,12 @@ impl WebServer {
             );
         }
         let tls = plan.tls.as_ref().map(tls::acceptor).transpose()?;
-        let (log, log_writer) = requestlog::open(&plan.request_log, plan.request_log_queue).await?;
+        let (log, log_writer) = requestlog::open(
+            &plan.request_log,
+            plan.request_log_ca_file.as_deref(),
+            plan.request_log_queue,
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind(plan.listen)
             .await
             .with_context(|| format!("web.listen {}", plan.listen))?;

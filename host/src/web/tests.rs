@@ -109,6 +109,7 @@ async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
         max_connections: 16,
         tls: None,
         request_log: RequestLogPlan::Sqlite(dir.path().join("requests.db")),
+        request_log_ca_file: None,
         request_log_queue: 100,
     };
     let mut feeds = FeedSet::default();

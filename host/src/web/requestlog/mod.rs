@@ -8,6 +8,7 @@
 //! (`pipehost_request_log_dropped_total`). Each store applies its embedded,
 //! versioned migrations at start, recorded in `schema_migrations`.
 
+mod pgtls;
 mod postgres;
 mod sqlite;
 
@@ -88,6 +89,7 @@ pub fn redact(url: &str) -> String {
 /// writer ends when every [`RequestLog`] clone is gone, after a last batch.
 pub async fn open(
     plan: &RequestLogPlan,
+    ca_file: Option<&std::path::Path>,
     queue: usize,
 ) -> anyhow::Result<(RequestLog, Option<JoinHandle<()>>)> {
     let plan = match plan {
@@ -102,7 +104,7 @@ pub async fn open(
     let sink: Box<dyn Sink> = match &plan {
         RequestLogPlan::Off => return Ok((RequestLog::default(), None)),
         RequestLogPlan::Sqlite(path) => Box::new(sqlite::SqliteSink::open(path).await?),
-        RequestLogPlan::Postgres(url) => Box::new(postgres::PgSink::connect(url).await?),
+        RequestLogPlan::Postgres(url) => Box::new(postgres::PgSink::connect(url, ca_file).await?),
         RequestLogPlan::FromEnv { .. } => unreachable!("resolved above"),
     };
     let (tx, rx) = mpsc::channel(queue);
@@ -171,7 +173,7 @@ mod tests {
     async fn entries_reach_sqlite_in_batches_and_a_full_channel_drops() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
-        let (log, task) = open(&RequestLogPlan::Sqlite(path.clone()), 4)
+        let (log, task) = open(&RequestLogPlan::Sqlite(path.clone()), None, 4)
             .await
             .unwrap();
         let entry = |i: u64| Entry {
@@ -200,6 +202,6 @@ mod tests {
             .unwrap();
         assert_eq!(version, sqlite::MIGRATIONS.len() as i64);
         // Reopening applies nothing twice.
-        let (_log, _task) = open(&RequestLogPlan::Sqlite(path), 4).await.unwrap();
+        let (_log, _task) = open(&RequestLogPlan::Sqlite(path), None, 4).await.unwrap();
     }
 }
