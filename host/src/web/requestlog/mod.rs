@@ -75,13 +75,27 @@ impl RequestLog {
 
 /// `postgres://user:secret@host/db` as `postgres://user@host/db`, for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             let user = creds.split(':').next().unwrap_or_default();
             format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
         }
         _ => url.to_string(),
+    };
+    // A password may also be a query parameter (`?password=…`).
+    match url.split_once('?') {
+        Some((head, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => "password=***",
+                    _ => kv,
+                })
+                .collect();
+            format!("{head}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -167,6 +181,10 @@ mod tests {
     fn urls_lose_their_password_in_messages() {
         assert_eq!(redact("postgres://u:pw@h:5/db"), "postgres://u@h:5/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=pw&x=1"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1"
+        );
     }
 
     #[tokio::test]

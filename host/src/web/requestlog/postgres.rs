@@ -73,6 +73,11 @@ fn parse(url: &str) -> Result<Config, String> {
     if config.get_application_name().is_none() {
         config.application_name("pipehost");
     }
+    // An unreachable server must not hold the start (or a reconnect) for
+    // the kernel's TCP timeout: the URL's `connect_timeout` wins.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
     Ok(config)
 }
 
