@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate;
-use super::message::{BatchMessage, MessageRecord, VERSION};
-use super::stats::Stats;
 use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream, seq_after};
 use crate::plan::Rollover;
+use crate::telemetry::stats::Stats;
+use crate::wire::aggregate;
+use crate::wire::message::{BatchMessage, MessageRecord, VERSION};
 
 /// The checkpoint of a shard that is closed and fully forwarded.
 pub const SHARD_END: &str = "SHARD_END";

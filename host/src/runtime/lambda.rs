@@ -22,14 +22,15 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tokio::sync::Mutex;
 
-use super::message::BatchMessage;
+use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
-use super::reload::{Chains, PluginCache};
-use super::stats::Stats;
+use super::reload::PluginCache;
 use super::{blocking, processor, reload};
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
 use crate::plugin::{EngineSettings, PluginEngine};
+use crate::telemetry::stats::Stats;
+use crate::wire::message::BatchMessage;
 
 /// The variables the Lambda runtime sets; without them this is not running
 /// under Lambda (or an emulator of its Runtime API).
@@ -167,7 +168,7 @@ pub fn check_environment() -> anyhow::Result<()> {
 /// Serves invocations until the runtime stops the process. The caller has
 /// checked the environment ([`check_environment`]).
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
-    super::metrics::handle();
+    crate::telemetry::metrics::handle();
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
         max_instances: plugin_count * 2 + 8,

@@ -27,19 +27,11 @@ use arc_swap::ArcSwap;
 
 pub use deliver::{Outage, Retry, count_processed, s3_event, store_and_notify};
 
-use super::message::BatchMessage;
+use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
-use super::reload::Chains;
-use super::stats::Stats;
 use crate::backend::{Backend, Received};
-use crate::plugin::Plugin;
-
-/// The plugins of one feed, loaded once; each worker instantiates its own.
-#[derive(Clone)]
-pub struct FeedChain {
-    pub parser: (Plugin, String),
-    pub transforms: Vec<(Plugin, String)>,
-}
+use crate::telemetry::stats::Stats;
+use crate::wire::message::BatchMessage;
 
 pub struct ProcessorSettings {
     pub workers: usize,

@@ -15,7 +15,7 @@ use crate::backend::{
     BackendError, ProducerMark, ProducerPosition, Result, StoredRecord, Stream, StreamRecord,
 };
 use crate::plan::{RequestLogPlan, SyncMode, WebPlan};
-use crate::runtime::stats::Stats;
+use crate::telemetry::stats::Stats;
 
 /// A stream that fails while `down` is set.
 struct Flaky {

@@ -18,9 +18,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::super::process::{OutputObject, ProcessedBatch};
-use super::super::stats::Stats;
 use crate::backend::{self, Backend, Notification, ObjectInfo, Received};
 use crate::event::format_ms;
+use crate::telemetry::stats::Stats;
 
 /// First and longest wait between two tries of a failing backend call.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
