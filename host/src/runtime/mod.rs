@@ -422,10 +422,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                 workers: plan.workers,
                 receive_batch: plan.receive_batch,
                 visibility: plan.visibility_timeout,
-                receive_wait: match &plan.backend {
-                    crate::plan::BackendPlan::Aws(aws) => aws.receive_wait,
-                    crate::plan::BackendPlan::Local { .. } => Duration::from_millis(500),
-                },
+                receive_wait: backend.receive_wait(),
                 layout: process::Layout::of(&plan),
             },
             stats.clone(),
