@@ -481,13 +481,14 @@ fn io_in_plan_and_config(tree: &[SourceFile]) -> Findings {
         }
         let toks = tokenize(&f.text);
         for w in toks.windows(3) {
-            if let [(Tok::Punct('.'), _), (Tok::Ident(m), line), (Tok::Punct('('), _)] = w
+            if let [
+                (Tok::Punct('.'), _),
+                (Tok::Ident(m), line),
+                (Tok::Punct('('), _),
+            ] = w
                 && PATH_IO_METHODS.contains(&m.as_str())
             {
-                found.push(format!(
-                    "{}:{line}: `.{m}()` asks the file system",
-                    f.path
-                ));
+                found.push(format!("{}:{line}: `.{m}()` asks the file system", f.path));
             }
         }
     }
@@ -772,9 +773,18 @@ fn lifetimes_chars_and_raw_strings_do_not_confuse_the_reader() {
 #[test]
 fn a_plugin_file_using_the_crate_fails() {
     let tree = fake(&[
-        ("plugin/mod.rs", "use crate::plugin::batch; use self::load::x;"),
-        ("plugin/load.rs", "fn f() { super::super::backend::open(); }"),
-        ("plugin/batch.rs", "use crate::{plugin::error, event::format_ms};"),
+        (
+            "plugin/mod.rs",
+            "use crate::plugin::batch; use self::load::x;",
+        ),
+        (
+            "plugin/load.rs",
+            "fn f() { super::super::backend::open(); }",
+        ),
+        (
+            "plugin/batch.rs",
+            "use crate::{plugin::error, event::format_ms};",
+        ),
     ]);
     assert_eq!(
         plugin_is_a_leaf(&tree),
@@ -788,13 +798,19 @@ fn a_plugin_file_using_the_crate_fails() {
 #[test]
 fn aws_and_sqlite_crates_outside_their_backend_fail() {
     let tree = fake(&[
-        ("backend/aws/lambda.rs", "use lambda_runtime::run; use aws_sdk_s3::Client;"),
+        (
+            "backend/aws/lambda.rs",
+            "use lambda_runtime::run; use aws_sdk_s3::Client;",
+        ),
         ("backend/local/db.rs", "use rusqlite::Connection;"),
         (
             "runtime/lambda.rs",
             "use aws_lambda_events::event::sqs::SqsEvent;\nfn f() { lambda_runtime::run(); }",
         ),
-        ("web/requestlog/sqlite.rs", "use rusqlite::{Connection, params};"),
+        (
+            "web/requestlog/sqlite.rs",
+            "use rusqlite::{Connection, params};",
+        ),
         ("cli.rs", "fn aws_region() { let aws_x = 1; x.aws_y(); }"),
     ]);
     assert_eq!(
@@ -825,7 +841,10 @@ fn io_in_plan_or_config_fails() {
             "config/mod.rs",
             "fn f() { std::fs::read_to_string(p); std::fs::write(p, b); }",
         ),
-        ("runtime/x.rs", "fn f() { std::fs::write(p, b); p.exists(); }"),
+        (
+            "runtime/x.rs",
+            "fn f() { std::fs::write(p, b); p.exists(); }",
+        ),
     ]);
     assert_eq!(
         io_in_plan_and_config(&tree),
@@ -843,10 +862,22 @@ fn io_in_plan_or_config_fails() {
 fn modules_that_import_each_other_fail() {
     let tree = fake(&[
         ("lib.rs", "pub mod runtime; pub mod web; pub mod wire;"),
-        ("web/mod.rs", "use crate::{wire::message, runtime::stats::Stats};"),
-        ("runtime/mod.rs", "mod processor; mod reload; fn f() { crate::web::start(); }"),
-        ("runtime/processor.rs", "use super::reload::Chains; use super::blocking;"),
-        ("runtime/reload.rs", "use super::{processor::FeedChain, bridge};"),
+        (
+            "web/mod.rs",
+            "use crate::{wire::message, runtime::stats::Stats};",
+        ),
+        (
+            "runtime/mod.rs",
+            "mod processor; mod reload; fn f() { crate::web::start(); }",
+        ),
+        (
+            "runtime/processor.rs",
+            "use super::reload::Chains; use super::blocking;",
+        ),
+        (
+            "runtime/reload.rs",
+            "use super::{processor::FeedChain, bridge};",
+        ),
         ("runtime/bridge.rs", "fn f() { super::processor::x(); }"),
         ("wire/mod.rs", "pub mod message;"),
         ("wire/message.rs", "use super::aggregate;"),
@@ -866,7 +897,10 @@ fn modules_that_import_each_other_fail() {
         ("runtime/mod.rs", "fn f() { crate::web::start(); }"),
         ("runtime/chains.rs", ""),
         ("runtime/processor.rs", "use super::chains::Chains;"),
-        ("runtime/reload.rs", "use super::{chains::FeedChain, processor};"),
+        (
+            "runtime/reload.rs",
+            "use super::{chains::FeedChain, processor};",
+        ),
         ("wire/message.rs", ""),
     ]);
     assert_eq!(cycles(&fixed), Vec::<String>::new());

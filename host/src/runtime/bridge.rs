@@ -6,7 +6,7 @@
 //! a function of the stream alone.
 //!
 //! An aggregated record (many ingested lines in one stream record, see
-//! [`super::aggregate`]) is forwarded whole — checkpoints and batch ids stay
+//! [`crate::wire::aggregate`]) is forwarded whole — checkpoints and batch ids stay
 //! at stream-record granularity — but counts as its lines for the rollover
 //! bounds and the `bridged` counter, so batches hold about as many lines
 //! as they would unaggregated.
