@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pipehost::backend::StreamRecord;
-use pipehost::runtime::aggregate;
+use pipehost::wire::aggregate;
 
 use crate::pipeline::{local_backend, objects, run_cmd, write_pipeline, write_pipeline_with};
 use crate::util::wait_for;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use pipehost::backend::{Backend, OutMessage, StreamRecord};
-use pipehost::runtime::aggregate;
+use pipehost::wire::aggregate;
 
 use crate::conformance::{self, Conf};
 use crate::pipeline::{StreamRow, audit_records, run_cmd, unpack_rows, write_pipeline_with};

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use pipehost::plugin::{PluginKind, PluginSettings};
-use pipehost::runtime::aggregate;
-use pipehost::runtime::message::{BatchMessage, MessageRecord};
 use pipehost::runtime::process::{FeedPlugins, Layout, ProcessedBatch, process};
+use pipehost::wire::aggregate;
+use pipehost::wire::message::{BatchMessage, MessageRecord};
 
 use crate::pipeline::{audit, run_to_end, write_pipeline_with};
 use crate::util::load;

@@ -18,7 +18,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use pipehost::runtime::message::{BatchMessage, MessageRecord, VERSION};
+use pipehost::wire::message::{BatchMessage, MessageRecord, VERSION};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 

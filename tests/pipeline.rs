@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use pipehost::backend::OutMessage;
 use pipehost::backend::local::{LocalBackend, Names};
-use pipehost::runtime::aggregate;
+use pipehost::wire::aggregate;
 
 use crate::util::{cache_dir, plugin_dir, text};
 

@@ -7,6 +7,7 @@
 mod util;
 
 mod abuse;
+mod architecture;
 mod aws;
 mod aws_faults;
 mod cli;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipehost::backend::StreamRecord;
-use pipehost::runtime::aggregate;
+use pipehost::wire::aggregate;
 
 use crate::pipeline::{
     audit, count, local_backend, objects, run_to_end, write_pipeline, write_pipeline_with,

@@ -452,7 +452,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn lambda(args: LambdaArgs) -> anyhow::Result<ExitCode> {
-    crate::runtime::lambda::check_environment()?;
+    crate::backend::aws::lambda::check_environment()?;
     let path = args.pipeline();
     let plan = match load_plan(&path, true) {
         Ok(p) => p,

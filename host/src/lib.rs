@@ -13,8 +13,10 @@ pub mod fixture;
 pub mod plan;
 pub mod plugin;
 pub mod runtime;
+pub mod telemetry;
 pub mod util;
 pub mod web;
+pub mod wire;
 
 /// Entry points for the fuzz tests (`tests/fuzz.rs`, `fuzz/`): the checks
 /// of plugin output, which take the contract's column structs and are

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use pipehost::fuzzing::{self, EventColumns, GeneratedColumns};
 use pipehost::plugin::{BatchOutcome, EventBatch, GeneratedBatch};
-use pipehost::runtime::aggregate;
-use pipehost::runtime::message::{BatchMessage, MessageRecord};
+use pipehost::wire::aggregate;
+use pipehost::wire::message::{BatchMessage, MessageRecord};
 
 use super::columns::{Bytes, event_columns};
 
@@ -101,7 +101,7 @@ pub(super) fn message_target(data: &[u8]) -> Result<String, String> {
         sent.push(lines);
     }
     let m = BatchMessage {
-        v: pipehost::runtime::message::VERSION,
+        v: pipehost::wire::message::VERSION,
         stream: b.text(6),
         shard: b.text(6),
         first_seq: records[0].seq.clone(),

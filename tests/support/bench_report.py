@@ -178,7 +178,7 @@ def latencies(state: Path) -> list[int]:
         if i >= 0:
             first, last, t = ranges[shard][i]
             if seq <= last:
-                # An aggregated record (host/src/runtime/aggregate.rs) stands
+                # An aggregated record (host/src/wire/aggregate.rs) stands
                 # for its lines: magic, version, CRC-32, then the count.
                 lines = int.from_bytes(head[9:13], "little") if head[:4] == b"\xf5PHA" else 1
                 out.extend([t - arrival] * lines)
@@ -287,7 +287,7 @@ url, stream, out = sys.argv[1:]
 k = boto3.client("kinesis", endpoint_url=url, region_name="us-east-1")
 
 def unpack(data):
-    # pipehost's aggregated records (host/src/runtime/aggregate.rs): magic,
+    # pipehost's aggregated records (host/src/wire/aggregate.rs): magic,
     # version, CRC-32, count, then LEB128-length-prefixed lines. The
     # reference gets one record per line, as the original design puts them.
     if data[:4] != b"\xf5PHA":

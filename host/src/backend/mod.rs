@@ -19,6 +19,7 @@
 pub mod aws;
 mod error;
 pub mod local;
+pub mod requestlog;
 mod types;
 
 use std::sync::Arc;
@@ -162,9 +163,17 @@ pub struct Backend {
     pub store: Arc<dyn ObjectStore>,
     pub notifier: Arc<dyn Notifier>,
     opener: QueueOpener,
+    /// How long a receive on an empty queue should wait (long polling).
+    receive_wait: Duration,
 }
 
 impl Backend {
+    /// How long the processor's receive on an empty queue waits: the
+    /// provider's long poll (aws: `aws.receive_wait`; local: 500 ms).
+    pub fn receive_wait(&self) -> Duration {
+        self.receive_wait
+    }
+
     /// Another queue of the same provider (e.g. a notification subscriber).
     pub fn queue_named(&self, name: &str) -> Arc<dyn Queue> {
         (self.opener)(name)

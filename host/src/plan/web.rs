@@ -65,7 +65,7 @@ impl RequestLogPlan {
 }
 
 /// The most lines an aggregated stream record may hold (the processor
-/// unpacks no more; `runtime::aggregate::MAX_LINES`).
+/// unpacks no more; `wire::aggregate::MAX_LINES`).
 pub const MAX_AGGREGATE_LINES: u32 = 65_536;
 
 /// Smallest header limit hyper accepts (its read buffer's minimum).

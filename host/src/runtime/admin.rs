@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::stats::Stats;
+use crate::telemetry::stats::Stats;
 
 /// The admin server's bounds, on the web server's accept loop: a request
 /// head of 16 KiB within 10 s, 64 connections, and 5 s for a request in
@@ -51,26 +51,7 @@ struct AdminState {
     reload: mpsc::Sender<ReloadRequest>,
 }
 
-/// Admin keys: from `env` (comma-separated) and `file` (one per line).
-pub fn load_keys(env: &str, file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
-    let mut keys: Vec<String> = std::env::var(env)
-        .unwrap_or_default()
-        .split(',')
-        .map(|k| k.trim().to_string())
-        .filter(|k| !k.is_empty())
-        .collect();
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read admin keys from {}: {e}", f.display()))?;
-        keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from),
-        );
-    }
-    Ok(keys)
-}
+pub use crate::web::auth::load_keys;
 
 /// `Err` is the refusal to send: a status and a JSON reason.
 fn authorized(
@@ -109,7 +90,7 @@ async fn healthz() -> &'static str {
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        super::metrics::render(&s.stats),
+        crate::telemetry::metrics::render(&s.stats),
     )
         .into_response()
 }

@@ -6,7 +6,7 @@
 //! a function of the stream alone.
 //!
 //! An aggregated record (many ingested lines in one stream record, see
-//! [`super::aggregate`]) is forwarded whole — checkpoints and batch ids stay
+//! [`crate::wire::aggregate`]) is forwarded whole — checkpoints and batch ids stay
 //! at stream-record granularity — but counts as its lines for the rollover
 //! bounds and the `bridged` counter, so batches hold about as many lines
 //! as they would unaggregated.
@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate;
-use super::message::{BatchMessage, MessageRecord, VERSION};
-use super::stats::Stats;
 use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream, seq_after};
 use crate::plan::Rollover;
+use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
+use crate::wire::aggregate;
+use crate::wire::message::{BatchMessage, MessageRecord, VERSION};
 
 /// The checkpoint of a shard that is closed and fully forwarded.
 pub const SHARD_END: &str = "SHARD_END";

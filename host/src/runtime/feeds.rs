@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate;
-use super::message::stream_key;
-use super::stats::Stats;
 use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
 use crate::plugin::{Plugin, PluginInstance, Tick};
+use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
+use crate::wire::aggregate;
+use crate::wire::message::stream_key;
 
 /// A feed's cap on records generated (its share of `--max-records`).
 #[derive(Debug)]
@@ -154,7 +154,7 @@ pub async fn run_feed(
             (inst, r)
         })
         .await?;
-        super::metrics::plugin_call("generator", &feed, started);
+        crate::telemetry::metrics::plugin_call("generator", &feed, started);
         instance = Some(inst);
         let records = match result {
             Ok(r) => r,

@@ -11,35 +11,28 @@
 //! and, past `maxReceiveCount`, moves them to the dead-letter queue.
 //!
 //! The plugins are compiled and instantiated once per execution environment
-//! (the cold start) and reused by every invocation it serves.
+//! (the cold start) and reused by every invocation it serves. The Lambda
+//! Runtime API and the SQS event types are `backend::aws::lambda`'s; this
+//! module sees an invocation as plain messages and answers the failed ids.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use lambda_runtime::{LambdaEvent, service_fn};
 use tokio::sync::Mutex;
 
-use super::message::BatchMessage;
+use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
 use super::processor::{BatchError, GaveUp, StepError};
-use super::reload::{Chains, PluginCache};
-use super::stats::Stats;
+use super::reload::PluginCache;
 use super::{blocking, processor, reload};
+use crate::backend::aws::lambda::{Invocation, QueueMessage};
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
 use crate::plugin::{EngineSettings, PluginEngine};
-
-/// The variables the Lambda runtime sets; without them this is not running
-/// under Lambda (or an emulator of its Runtime API).
-pub const RUNTIME_VARIABLES: [&str; 4] = [
-    "AWS_LAMBDA_RUNTIME_API",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-];
+use crate::telemetry::stats::Stats;
+use crate::wire::message::BatchMessage;
 
 /// Messages are not started with less than this left before the
 /// invocation's deadline: they are reported as failed and come back.
@@ -58,12 +51,13 @@ struct Function {
 }
 
 impl Function {
-    async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let deadline = event.context.deadline();
-        let mut response = SqsBatchResponse::default();
-        let total = event.payload.records.len();
-        for (i, m) in event.payload.records.iter().enumerate() {
-            let id = m.message_id.clone().unwrap_or_default();
+    /// The ids of the messages that failed (SQS redelivers those).
+    async fn handle(&self, invocation: Invocation) -> Vec<String> {
+        let deadline = invocation.deadline;
+        let mut failed = Vec::new();
+        let total = invocation.messages.len();
+        for (i, m) in invocation.messages.iter().enumerate() {
+            let id = m.id.clone();
             let left = deadline
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
@@ -73,8 +67,8 @@ impl Function {
                     "{} of {total} messages not started: {left:?} left before the function's deadline; they will be redelivered",
                     total - i
                 );
-                for rest in &event.payload.records[i..] {
-                    response.add_failure(rest.message_id.clone().unwrap_or_default());
+                for rest in &invocation.messages[i..] {
+                    failed.push(rest.id.clone());
                 }
                 break;
             }
@@ -84,22 +78,22 @@ impl Function {
                 tracing::warn!(
                     message_id = %id,
                     kind = e.kind(),
-                    receives = m.attributes.get("ApproximateReceiveCount").map(String::as_str).unwrap_or("?"),
+                    receives = m.receive_count.as_deref().unwrap_or("?"),
                     "batch failed; SQS redelivers it (dead-letter queue after maxReceiveCount): {e}"
                 );
-                response.add_failure(id);
+                failed.push(id);
             }
         }
         tracing::info!(
             messages = total,
-            failed = response.batch_item_failures.len(),
-            request_id = %event.context.request_id,
+            failed = failed.len(),
+            request_id = %invocation.request_id,
             "invocation done"
         );
-        response
+        failed
     }
 
-    async fn handle_message(&self, m: &SqsMessage) -> Result<(), BatchError> {
+    async fn handle_message(&self, m: &QueueMessage) -> Result<(), BatchError> {
         let body = m
             .body
             .clone()
@@ -151,29 +145,10 @@ impl Function {
     }
 }
 
-/// Checks that the Lambda runtime's variables are there (the runtime
-/// client panics on a missing one).
-pub fn check_environment() -> anyhow::Result<()> {
-    let missing: Vec<&str> = RUNTIME_VARIABLES
-        .iter()
-        .copied()
-        .filter(|v| std::env::var_os(v).is_none_or(|s| s.is_empty()))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "`pipehost lambda` runs under the AWS Lambda runtime (or an emulator of its Runtime API), which sets {}; missing: {}",
-            RUNTIME_VARIABLES.join(", "),
-            missing.join(", ")
-        )
-    }
-}
-
 /// Serves invocations until the runtime stops the process. The caller has
-/// checked the environment ([`check_environment`]).
+/// checked the environment (`backend::aws::lambda::check_environment`).
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
-    super::metrics::handle();
+    crate::telemetry::metrics::handle();
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
         max_instances: plugin_count * 2 + 8,
@@ -203,10 +178,9 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
         topic = %plan.topic,
         "pipehost lambda ready"
     );
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    crate::backend::aws::lambda::serve(move |invocation| {
         let f = function.clone();
-        async move { Ok::<_, lambda_runtime::Error>(f.handle(event).await) }
-    }))
+        async move { f.handle(invocation).await }
+    })
     .await
-    .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
 }

@@ -13,18 +13,15 @@
 //! records were generated and every one of them has left the queue.
 
 pub mod admin;
-pub mod aggregate;
 pub mod bridge;
+pub mod chains;
 pub mod dev;
 pub mod feeds;
 pub mod lambda;
-pub mod message;
-pub mod metrics;
 pub mod process;
 pub mod processor;
 pub mod reload;
 mod serve;
-pub mod stats;
 
 pub use serve::serve;
 
@@ -40,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
 use crate::plugin::{EngineSettings, PluginEngine, PluginKind};
-use reload::{Chains, PluginCache};
-use stats::{Snapshot, Stats, StatusLine};
+use crate::telemetry::stats::{Snapshot, Stats, StatusLine};
+use chains::Chains;
+use reload::PluginCache;
 
 /// How long to run.
 #[derive(Debug, Clone, Default)]
@@ -342,7 +340,7 @@ async fn reload(
 pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let signal = shutdown_signal();
-    metrics::handle();
+    crate::telemetry::metrics::handle();
     let mut plan = plan;
     let plugin_count = plan.plugins().count() as u32;
     let engine = PluginEngine::new(EngineSettings {
@@ -418,10 +416,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
                 workers: plan.workers,
                 receive_batch: plan.receive_batch,
                 visibility: plan.visibility_timeout,
-                receive_wait: match &plan.backend {
-                    crate::plan::BackendPlan::Aws(aws) => aws.receive_wait,
-                    crate::plan::BackendPlan::Local { .. } => Duration::from_millis(500),
-                },
+                receive_wait: backend.receive_wait(),
                 layout: process::Layout::of(&plan),
             },
             stats.clone(),

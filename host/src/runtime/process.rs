@@ -32,11 +32,11 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Value as Json, json};
 
-use super::message::{BatchMessage, MessageRecord};
 use crate::backend::PutObject;
 use crate::event::{LineWriter, event_to_json, format_ms, write_json_str};
 use crate::plan::{KeyParts, KeyTemplate};
 use crate::plugin::{Chain, Event, PluginError, PluginInstance, RawBatch, Stage};
+use crate::wire::message::{BatchMessage, MessageRecord};
 
 /// A feed's parser and transform chain, owned by one worker.
 pub struct FeedPlugins {
@@ -252,7 +252,7 @@ fn run_chain(plugins: &mut FeedPlugins, feed: &str, raw: &RawBatch) -> Result<Ch
     };
     let started = std::time::Instant::now();
     let chain = Chain::parse(&mut plugins.parser, raw);
-    super::metrics::plugin_call("parser", feed, started);
+    crate::telemetry::metrics::plugin_call("parser", feed, started);
     let mut chain = chain.map_err(plugin_error)?;
     for (position, t) in plugins.transforms.iter_mut().enumerate() {
         if chain.events.is_empty() {
@@ -260,7 +260,7 @@ fn run_chain(plugins: &mut FeedPlugins, feed: &str, raw: &RawBatch) -> Result<Ch
         }
         let started = std::time::Instant::now();
         let result = chain.transform(t, position);
-        super::metrics::plugin_call("transform", feed, started);
+        crate::telemetry::metrics::plugin_call("transform", feed, started);
         result.map_err(plugin_error)?;
     }
     Ok(chain)
@@ -311,7 +311,9 @@ pub fn process(
             Ok(Some(lines)) => records.extend(lines.into_iter().map(Cow::Owned)),
             Err(reason) => {
                 // Counted as the lines its header claims, as the bridge did.
-                out.records_in += r.bytes().map_or(1, |b| super::aggregate::lines_in(&b));
+                out.records_in += r
+                    .bytes()
+                    .map_or(1, |b| crate::wire::aggregate::lines_in(&b));
                 errors.push(error_line(msg, r, "unpack", &reason, None, None));
             }
         }

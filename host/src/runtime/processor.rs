@@ -29,20 +29,12 @@ use arc_swap::ArcSwap;
 pub use deliver::{GaveUp, Outage, Retry, StepError, count_processed, s3_event, store_and_notify};
 pub use error::BatchError;
 
-use super::message::BatchMessage;
+use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
-use super::reload::Chains;
-use super::stats::Stats;
 use crate::backend::{Backend, Received};
-use crate::plugin::Plugin;
+use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
-
-/// The plugins of one feed, loaded once; each worker instantiates its own.
-#[derive(Clone)]
-pub struct FeedChain {
-    pub parser: (Plugin, String),
-    pub transforms: Vec<(Plugin, String)>,
-}
+use crate::wire::message::BatchMessage;
 
 pub struct ProcessorSettings {
     pub workers: usize,

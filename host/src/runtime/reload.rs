@@ -14,15 +14,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::processor::FeedChain;
+use super::chains::{Chains, FeedChain};
 use crate::plan::{self, FeedPlan, Plan, PluginPlan};
 use crate::plugin::{Plugin, PluginEngine, PluginError, PluginKind};
-
-/// The plugins workers use, with the generation that identifies the set.
-pub struct Chains {
-    pub generation: u64,
-    pub feeds: HashMap<String, FeedChain>,
-}
 
 /// Why a reload did not apply.
 #[derive(Debug, thiserror::Error)]

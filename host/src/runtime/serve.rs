@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::reload::PluginCache;
-use super::stats::Stats;
 use super::{Feeds, RunReport, feeds, refresh_gauges, shutdown_signal, start_web};
 use crate::backend;
 use crate::plan::Plan;
 use crate::plugin::{EngineSettings, PluginEngine};
+use crate::telemetry::stats::Stats;
 
 /// Runs feeds and the web server until a signal or `duration`.
 pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let signal = shutdown_signal();
-    super::metrics::handle();
+    crate::telemetry::metrics::handle();
     if plan.web.is_none() {
         anyhow::bail!(
             "{}: `pipehost serve` needs a [web] section (and not `enabled = false`)",

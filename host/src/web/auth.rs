@@ -18,8 +18,7 @@ impl Keys {
     /// Keys from the environment variable `env` (comma-separated) and from
     /// `file` (one per line, `#` comments).
     pub fn load(env: &str, file: Option<&Path>) -> anyhow::Result<Self> {
-        let keys = crate::runtime::admin::load_keys(env, file)
-            .map_err(|e| anyhow::anyhow!("web.keys_file: {e}"))?;
+        let keys = load_keys(env, file).map_err(|e| anyhow::anyhow!("web.keys_file: {e}"))?;
         let source = match file {
             Some(f) => format!("${env} or {}", f.display()),
             None => format!("${env}"),
@@ -60,6 +59,27 @@ impl Keys {
             Err(ApiError::new(StatusCode::FORBIDDEN, "invalid API key"))
         }
     }
+}
+
+/// Admin keys: from `env` (comma-separated) and `file` (one per line).
+pub fn load_keys(env: &str, file: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let mut keys: Vec<String> = std::env::var(env)
+        .unwrap_or_default()
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read admin keys from {}: {e}", f.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub async fn readyz(State(s): State<Shared>) -> Response {
 pub async fn metrics(State(s): State<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::runtime::metrics::render(&s.stats),
+        crate::telemetry::metrics::render(&s.stats),
     )
         .into_response()
 }

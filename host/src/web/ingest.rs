@@ -1,7 +1,7 @@
 //! `POST /v1/feeds/{feed}/records`: raw log lines from clients onto the
 //! stream. The body is one line or several separated by `\n` (a trailing
 //! `\r` is dropped, blank lines are skipped). The lines of a request go
-//! into one aggregated stream record ([`crate::runtime::aggregate`]; several
+//! into one aggregated stream record ([`crate::wire::aggregate`]; several
 //! past its 1 MiB cap, and a lone line as a plain record) under
 //! `<feed>:<key>`, the key from `X-Partition-Key` or `?key=`, else a hash of
 //! the record's content so requests spread over the shards. The processor
@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Shared};
 use crate::backend::StreamRecord;
-use crate::runtime::aggregate;
-use crate::runtime::message::stream_key;
-use crate::runtime::stats::Stats;
+use crate::telemetry::stats::Stats;
+use crate::wire::aggregate;
+use crate::wire::message::stream_key;
 
 #[derive(Debug, Deserialize)]
 pub struct IngestQuery {

@@ -32,8 +32,8 @@ use super::{ApiError, Generator, Shared};
 use crate::backend::StreamRecord;
 use crate::event::format_ms;
 use crate::plugin::{GeneratedBatch, PluginError, Tick};
-use crate::runtime::message::stream_key;
-use crate::runtime::stats::Stats;
+use crate::telemetry::stats::Stats;
+use crate::wire::message::stream_key;
 
 /// Mixed into the feed's seed for `/logs` ticks.
 const LOGS_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -101,7 +101,7 @@ async fn generate_in_slot(
         (instance, r)
     })
     .await?;
-    crate::runtime::metrics::plugin_call("generator", "logs", started);
+    crate::telemetry::metrics::plugin_call("generator", "logs", started);
     let mut idle = g.idle.lock().unwrap_or_else(|p| p.into_inner());
     if idle.len() < MAX_CONCURRENT {
         idle.push(instance);
@@ -215,7 +215,7 @@ mod tests {
     use crate::backend::local::{LocalBackend, Names};
     use crate::plan::{GeneratorPlan, Origin, PluginPlan, RequestLogPlan, SyncMode, WebPlan};
     use crate::plugin::{EngineSettings, PluginEngine, PluginKind, PluginSettings};
-    use crate::runtime::stats::Stats;
+    use crate::telemetry::stats::Stats;
     use crate::web::{FeedSet, WebServer};
 
     fn hostile_generator() -> PathBuf {

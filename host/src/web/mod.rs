@@ -7,7 +7,7 @@
 //! | `POST /v1/feeds/{feed}/records` | key | raw log lines (one, or newline-delimited) onto the stream; 202 with counts once stored ([`ingest`]) |
 //! | `GET /healthz` | — | liveness |
 //! | `GET /readyz` | — | the stream, the queue and the request log answer: coarse states, checked at most once a second ([`health`]) |
-//! | `GET /metrics` | — | Prometheus text ([`crate::runtime::metrics`]) |
+//! | `GET /metrics` | — | Prometheus text ([`crate::telemetry::metrics`]) |
 //!
 //! Writes take `Authorization: Bearer <key>` or `X-Api-Key: <key>` (401
 //! without, 403 when wrong), keys compared in constant time ([`auth`]).
@@ -25,7 +25,7 @@
 //! runs it with the feeds' schedules and nothing downstream of the stream.
 
 mod access;
-mod auth;
+pub(crate) mod auth;
 mod health;
 mod ingest;
 mod logs;
@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Backend;
 use crate::plan::{GeneratorPlan, WebPlan};
 use crate::plugin::{Plugin, PluginInstance};
-use crate::runtime::stats::Stats;
+use crate::telemetry::stats::Stats;
 
 /// An error answer: a status and a JSON body naming the problem.
 #[derive(Debug)]
@@ -206,7 +206,7 @@ impl WebServer {
         backend: Backend,
         stats: Arc<Stats>,
     ) -> anyhow::Result<Self> {
-        crate::runtime::metrics::handle();
+        crate::telemetry::metrics::handle();
         let keys = auth::Keys::load(&plan.keys_env, plan.keys_file.as_deref())?;
         if keys.is_empty() {
             tracing::warn!(

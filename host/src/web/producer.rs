@@ -8,7 +8,7 @@
 //! [`MAX_COMMIT_BYTES`], and nothing waits on purpose: under load the
 //! requests that arrive during one commit make the next, so commits grow
 //! with the load and a request waits about two commits at most. A request
-//! is usually one aggregated record ([`crate::runtime::aggregate`]), so the
+//! is usually one aggregated record ([`crate::wire::aggregate`]), so the
 //! bounds are about requests and bytes more than lines.
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use crate::backend::{
     BackendError, ProducerMark, ProducerPosition, Result, StoredRecord, Stream, StreamRecord,
 };
 use crate::plan::{RequestLogPlan, SyncMode, WebPlan};
-use crate::runtime::stats::Stats;
+use crate::telemetry::stats::Stats;
 
 /// A stream that fails while `down` is set.
 struct Flaky {
@@ -156,14 +156,8 @@ async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
     assert_eq!(readiness(200).await.0, 200);
 
     server.stop().await.unwrap();
-    let db = rusqlite::Connection::open(dir.path().join("requests.db")).unwrap();
-    let statuses: Vec<i64> = db
-        .prepare("SELECT status FROM request_log ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let statuses =
+        crate::backend::local::requestlog::read::statuses(&dir.path().join("requests.db"));
     // The first and last /readyz, the 202 and the ingest 503 between.
     assert_eq!(statuses.first(), Some(&200), "stop flushes the log");
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");

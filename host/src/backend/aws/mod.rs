@@ -25,6 +25,7 @@
 //! notification only under a marker it created (see `notifier`). One bridge process per stream is assumed: two would both
 //! forward every shard (leasing shards across processes is later work).
 
+pub mod lambda;
 mod notifier;
 mod queue;
 pub mod retry;
@@ -167,6 +168,7 @@ pub async fn open(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Backend> {
         opener: Arc::new(move |name: &str| {
             Arc::new(AwsQueue::new(opener_clients.clone(), name)) as Arc<dyn Queue>
         }),
+        receive_wait: aws.receive_wait,
     })
 }
 

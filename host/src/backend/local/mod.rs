@@ -22,6 +22,7 @@ mod checkpoint;
 mod db;
 mod notifier;
 mod queue;
+pub mod requestlog;
 mod store;
 mod stream;
 
@@ -150,6 +151,8 @@ impl LocalBackend {
             opener: Arc::new(move |name: &str| {
                 Arc::new(LocalQueue::new(db.clone(), name)) as Arc<dyn super::Queue>
             }),
+            // The local queue is polled: wake at least twice a second.
+            receive_wait: Duration::from_millis(500),
         }
     }
 }

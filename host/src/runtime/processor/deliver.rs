@@ -18,9 +18,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::super::process::{OutputObject, ProcessedBatch};
-use super::super::stats::Stats;
 use crate::backend::{self, Backend, BackendError, Notification, ObjectInfo, Received};
 use crate::event::format_ms;
+use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
 
 /// How long one step is retried before the batch is failed after all (an

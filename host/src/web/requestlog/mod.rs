@@ -6,37 +6,22 @@
 //! at most every 50 ms (`LINGER`) unless a batch is full.
 //! When the channel is full the entry is dropped and counted
 //! (`pipehost_request_log_dropped_total`). Each store applies its embedded,
-//! versioned migrations at start, recorded in `schema_migrations`.
+//! versioned migrations at start, recorded in `schema_migrations`. The
+//! SQLite store is the local backend's (`backend::local::requestlog`);
+//! PostgreSQL's is here.
 
 mod pgtls;
 mod postgres;
-mod sqlite;
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::backend::local::requestlog::SqliteSink;
+pub use crate::backend::requestlog::Entry;
+use crate::backend::requestlog::Sink;
 use crate::plan::RequestLogPlan;
-
-/// One request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub at_ms: i64,
-    pub client: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub latency_us: u64,
-    pub records: u64,
-}
-
-/// A place the writer inserts batches into.
-#[async_trait]
-trait Sink: Send {
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), String>;
-}
 
 /// Rows per insert.
 const BATCH: usize = 1000;
@@ -117,7 +102,7 @@ pub async fn open(
     };
     let sink: Box<dyn Sink> = match &plan {
         RequestLogPlan::Off => return Ok((RequestLog::default(), None)),
-        RequestLogPlan::Sqlite(path) => Box::new(sqlite::SqliteSink::open(path).await?),
+        RequestLogPlan::Sqlite(path) => Box::new(SqliteSink::open(path).await?),
         RequestLogPlan::Postgres(url) => Box::new(postgres::PgSink::connect(url, ca_file).await?),
         RequestLogPlan::FromEnv { .. } => unreachable!("resolved above"),
     };
@@ -176,6 +161,7 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::local::requestlog::{MIGRATIONS, read};
 
     #[test]
     fn urls_lose_their_password_in_messages() {
@@ -208,17 +194,8 @@ mod tests {
         }
         drop(log);
         task.unwrap().await.unwrap();
-        let db = rusqlite::Connection::open(&path).unwrap();
-        let rows: i64 = db
-            .query_row("SELECT COUNT(*) FROM request_log", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(rows, 3);
-        let version: i64 = db
-            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(version, sqlite::MIGRATIONS.len() as i64);
+        assert_eq!(read::statuses(&path).len(), 3);
+        assert_eq!(read::schema_version(&path), MIGRATIONS.len() as i64);
         // Reopening applies nothing twice.
         let (_log, _task) = open(&RequestLogPlan::Sqlite(path), None, 4).await.unwrap();
     }

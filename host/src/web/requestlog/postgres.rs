@@ -21,7 +21,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config};
 
 use super::pgtls::{MakeRustls, client_config};
-use super::{Entry, Sink, redact};
+use super::{Entry, redact};
+use crate::backend::requestlog::Sink;
 
 /// Versioned migrations, applied in order; never edit a released one.
 pub const MIGRATIONS: &[&str] = &["CREATE TABLE request_log (

@@ -1,4 +1,5 @@
-//! The request log in SQLite (its own file, WAL).
+//! The request log in SQLite (its own file, WAL), behind the request
+//! log's [`Sink`]; the web server's writer task feeds it.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -6,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
-use super::{Entry, Sink};
+use crate::backend::requestlog::{Entry, Sink};
 
 /// Versioned migrations, applied in order; never edit a released one.
 pub const MIGRATIONS: &[&str] = &["CREATE TABLE request_log (
@@ -106,5 +107,33 @@ impl Sink for SqliteSink {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("sqlite: {e}"))
+    }
+}
+
+/// What a request log file holds, for tests.
+#[cfg(test)]
+pub(crate) mod read {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    /// The rows' statuses, in the order they were written.
+    pub fn statuses(path: &Path) -> Vec<i64> {
+        let db = Connection::open(path).unwrap();
+        db.prepare("SELECT status FROM request_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    /// The newest migration applied.
+    pub fn schema_version(path: &Path) -> i64 {
+        let db = Connection::open(path).unwrap();
+        db.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 }
