@@ -8,6 +8,7 @@ use pipehost::plugin::{PluginKind, PluginSettings};
 use pipehost::runtime::process::{FeedPlugins, Layout, ProcessedBatch, process};
 use pipehost::wire::aggregate;
 use pipehost::wire::message::{BatchMessage, MessageRecord};
+use pipehost_guest::{GeneratorPlugin, Plugin};
 
 use crate::pipeline::{audit, run_to_end, write_pipeline_with};
 use crate::util::load;

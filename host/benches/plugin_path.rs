@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use pipehost::event::LineWriter;
 use pipehost::plugin::{Chain, EngineSettings, PluginEngine, PluginKind, PluginSettings, RawBatch};
 use pipehost_guest::types::{RawRecord as GuestRaw, Source as GuestSource};
+use pipehost_guest::{GeneratorPlugin, ParserPlugin, Plugin, TransformPlugin};
 
 const BATCH: usize = 1000;
 

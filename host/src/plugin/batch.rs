@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use pipehost_abi::{self as abi, Scalar, kind, outcome_kind, to_u32};
+
 pub(crate) use super::bindings::pipehost::plugin::types as wit;
 pub use wit::Tick;
 
@@ -114,73 +116,10 @@ impl<'a> From<&'a Value> for ValueRef<'a> {
     }
 }
 
-fn to_u32(n: usize, what: &str) -> u32 {
-    // Batches live in (or come from) a 32-bit linear memory.
-    u32::try_from(n).unwrap_or_else(|_| panic!("batch {what} over 4 GiB"))
-}
-
-/// `field-kind` codes (see `wit/plugin.wit`).
-pub(crate) mod kind {
-    pub const BOOLEAN: u8 = 0;
-    pub const INTEGER: u8 = 1;
-    pub const FLOAT: u8 = 2;
-    pub const TEXT: u8 = 3;
-    pub const TIMESTAMP: u8 = 4;
-}
-
-/// `outcome-kind` codes (see `wit/plugin.wit`).
-pub(crate) mod outcome_kind {
-    pub const KEEP: u8 = 0;
-    pub const DROP: u8 = 1;
-    pub const SPLIT: u8 = 2;
-    pub const FAIL: u8 = 3;
-}
-
-/// A packed span: start in the low 32 bits, end in the high 32.
-fn pack_span(start: usize, end: usize) -> i64 {
-    (u64::from(to_u32(start, "text")) | (u64::from(to_u32(end, "text")) << 32)) as i64
-}
-
-fn unpack_span(bits: i64) -> (usize, usize) {
-    let bits = bits as u64;
-    ((bits & 0xffff_ffff) as usize, (bits >> 32) as usize)
-}
-
 /// Appends `s` to `text`; returns where it ends.
 fn push_end(text: &mut String, s: &str) -> u32 {
     text.push_str(s);
     to_u32(text.len(), "text")
-}
-
-/// Whether `start..end` is a range of `text` with both ends on char
-/// boundaries; if not, what is wrong.
-fn range_problem(text: &str, what: &str, start: usize, end: usize) -> Option<String> {
-    if start > end || end > text.len() {
-        Some(format!(
-            "span {start}..{end} is not a range of the batch's {what} ({} bytes)",
-            text.len()
-        ))
-    } else if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-        Some(format!(
-            "span {start}..{end} cuts a UTF-8 character of the batch's {what}"
-        ))
-    } else {
-        None
-    }
-}
-
-/// Checks that columns meant to be parallel have one length.
-fn same_lengths(what: &str, cols: &[(&str, usize)]) -> Result<usize, String> {
-    let n = cols[0].1;
-    for (name, len) in &cols[1..] {
-        if *len != n {
-            return Err(format!(
-                "{what} columns differ in length: {} has {n} entries but {name} has {len}",
-                cols[0].0
-            ));
-        }
-    }
-    Ok(n)
 }
 
 /// A batch of events in columns, checked. Cheap to read, cheap to pass to
@@ -223,93 +162,7 @@ impl EventBatch {
     /// code once. The error says what is wrong, for a
     /// [`super::PluginError::Contract`].
     pub(crate) fn check(cols: wit::EventBatch) -> Result<Self, String> {
-        let events = same_lengths(
-            "event",
-            &[
-                ("event-dataset", cols.event_dataset.len()),
-                ("event-key-end", cols.event_key_end.len()),
-                ("event-time", cols.event_time.len()),
-                ("event-fields-end", cols.event_fields_end.len()),
-            ],
-        )?;
-        let fields = same_lengths(
-            "field",
-            &[
-                ("field-name", cols.field_name.len()),
-                ("field-kind", cols.field_kind.len()),
-                ("field-bits", cols.field_bits.len()),
-            ],
-        )?;
-        let names = cols.names.len() as u32;
-        let (keys, text) = (cols.keys.as_str(), cols.text.as_str());
-        let (mut key_start, mut first_field) = (0usize, 0usize);
-        for i in 0..events {
-            let dataset = cols.event_dataset[i];
-            if dataset >= names {
-                return Err(format!(
-                    "event {i}: dataset index {dataset} is out of range ({names} names)"
-                ));
-            }
-            let key_end = cols.event_key_end[i] as usize;
-            if let Some(p) = range_problem(keys, "keys", key_start, key_end) {
-                return Err(format!("event {i}: partition key {p}"));
-            }
-            key_start = key_end;
-            let end = cols.event_fields_end[i] as usize;
-            if end < first_field || end > fields {
-                return Err(format!(
-                    "event {i}: fields-end {end} is outside {first_field}..={fields} (it must not decrease, nor pass the {fields} fields)"
-                ));
-            }
-            for j in first_field..end {
-                let name = cols.field_name[j];
-                if name >= names {
-                    return Err(format!(
-                        "event {i}, field {}: name index {name} is out of range ({names} names)",
-                        j - first_field
-                    ));
-                }
-                match cols.field_kind[j] {
-                    kind::BOOLEAN => {
-                        if !matches!(cols.field_bits[j], 0 | 1) {
-                            return Err(format!(
-                                "event {i}, field `{}`: boolean bits {} are neither 0 nor 1",
-                                cols.names[name as usize], cols.field_bits[j]
-                            ));
-                        }
-                    }
-                    kind::TEXT => {
-                        let (start, end) = unpack_span(cols.field_bits[j]);
-                        if let Some(p) = range_problem(text, "text", start, end) {
-                            return Err(format!(
-                                "event {i}, field `{}`: text value {p}",
-                                cols.names[name as usize]
-                            ));
-                        }
-                    }
-                    kind::INTEGER | kind::FLOAT | kind::TIMESTAMP => {}
-                    other => {
-                        return Err(format!(
-                            "event {i}, field `{}`: kind {other} is not a field kind (0 to 4)",
-                            cols.names[name as usize]
-                        ));
-                    }
-                }
-            }
-            first_field = end;
-        }
-        if first_field != fields {
-            return Err(format!(
-                "{} fields belong to no event (the last event's fields-end is {first_field})",
-                fields - first_field
-            ));
-        }
-        if key_start != keys.len() {
-            return Err(format!(
-                "{} bytes of keys belong to no event",
-                keys.len() - key_start
-            ));
-        }
+        abi::EventWalk::check(abi::event_columns!(&cols))?;
         Ok(Self { cols })
     }
 
@@ -393,8 +246,8 @@ pub(crate) fn approx_bytes(cols: &wit::EventBatch) -> usize {
     let name = |i: &u32| cols.names.get(*i as usize).map_or(0, String::len);
     let text = |k: &u8, bits: &i64| match *k {
         kind::TEXT => {
-            let (start, end) = unpack_span(*bits);
-            end.saturating_sub(start).min(cols.text.len())
+            let (start, end) = abi::unpack_span(*bits);
+            (end.saturating_sub(start) as usize).min(cols.text.len())
         }
         _ => 0,
     };
@@ -529,18 +382,15 @@ impl<'a> EventView<'a> {
 }
 
 /// Field `j` of a checked batch.
+#[inline]
 fn value(batch: &EventBatch, j: usize) -> ValueRef<'_> {
-    let bits = batch.cols.field_bits[j];
-    match batch.cols.field_kind[j] {
-        kind::BOOLEAN => ValueRef::Boolean(bits != 0),
-        kind::INTEGER => ValueRef::Integer(bits),
-        kind::FLOAT => ValueRef::Float(f64::from_bits(bits as u64)),
-        kind::TEXT => {
-            let (start, end) = unpack_span(bits);
-            ValueRef::Text(&batch.cols.text[start..end])
-        }
-        // Checked when the batch was made: the only other kind.
-        _ => ValueRef::TimestampMs(bits),
+    match Scalar::decode_checked(batch.cols.field_kind[j], batch.cols.field_bits[j]) {
+        Scalar::Boolean(b) => ValueRef::Boolean(b),
+        Scalar::Integer(i) => ValueRef::Integer(i),
+        Scalar::Float(x) => ValueRef::Float(x),
+        // Checked when the batch was made.
+        Scalar::Text(span) => ValueRef::Text(&batch.cols.text[span.range()]),
+        Scalar::TimestampMs(ms) => ValueRef::TimestampMs(ms),
     }
 }
 
@@ -582,16 +432,19 @@ impl EventBatchBuilder {
         for (name, v) in fields {
             let name = self.name(name.as_ref());
             let (k, bits) = match v {
-                ValueRef::Boolean(b) => (kind::BOOLEAN, i64::from(b)),
-                ValueRef::Integer(i) => (kind::INTEGER, i),
-                ValueRef::Float(x) => (kind::FLOAT, x.to_bits() as i64),
+                ValueRef::Boolean(b) => Scalar::Boolean(b),
+                ValueRef::Integer(i) => Scalar::Integer(i),
+                ValueRef::Float(x) => Scalar::Float(x),
                 ValueRef::Text(s) => {
-                    let start = self.cols.text.len();
-                    self.cols.text.push_str(s);
-                    (kind::TEXT, pack_span(start, self.cols.text.len()))
+                    let start = to_u32(self.cols.text.len(), "text");
+                    Scalar::Text(abi::Span {
+                        start,
+                        end: push_end(&mut self.cols.text, s),
+                    })
                 }
-                ValueRef::TimestampMs(ms) => (kind::TIMESTAMP, ms),
-            };
+                ValueRef::TimestampMs(ms) => Scalar::TimestampMs(ms),
+            }
+            .encode();
             self.cols.field_name.push(name);
             self.cols.field_kind.push(k);
             self.cols.field_bits.push(bits);
@@ -887,24 +740,7 @@ impl Transformed {
         let mut reasons = reasons.into_iter();
         let mut outcomes = Vec::with_capacity(inputs);
         for (i, (k, n)) in kinds.into_iter().zip(counts).enumerate() {
-            let expected = match k {
-                outcome_kind::KEEP => Some(1),
-                outcome_kind::DROP | outcome_kind::FAIL => Some(0),
-                outcome_kind::SPLIT => None,
-                other => {
-                    return Err(format!(
-                        "outcome {i}: kind {other} is not an outcome kind (0 to 3)"
-                    ));
-                }
-            };
-            if let Some(e) = expected
-                && n != e
-            {
-                return Err(format!(
-                    "outcome {i}: a {} yields {e} events, not {n}",
-                    ["keep", "drop", "split", "fail"][k as usize]
-                ));
-            }
+            abi::outcome_events(k, n).map_err(|p| format!("outcome {i}: {p}"))?;
             outcomes.push(match k {
                 outcome_kind::KEEP => BatchOutcome::Keep,
                 outcome_kind::DROP => BatchOutcome::Drop,
@@ -914,12 +750,7 @@ impl Transformed {
                 })?),
             });
         }
-        if reasons.len() != 0 {
-            return Err(format!(
-                "{} reasons belong to no fail outcome",
-                reasons.len()
-            ));
-        }
+        abi::all_used(0, reasons.len(), "reasons", "fail outcome")?;
         Self::check(events, outcomes, inputs)
     }
 
@@ -987,38 +818,8 @@ pub struct GeneratedBatch {
 
 impl GeneratedBatch {
     pub(crate) fn check(cols: wit::GeneratedBatch) -> Result<Self, String> {
-        let n = same_lengths(
-            "record",
-            &[
-                ("record-key", cols.record_key.len()),
-                ("record-data-end", cols.record_data_end.len()),
-            ],
-        )?;
-        let mut start = 0usize;
-        for i in 0..n {
-            let key = cols.record_key[i];
-            if key as usize >= cols.keys.len() {
-                return Err(format!(
-                    "record {i}: key index {key} is out of range ({} keys)",
-                    cols.keys.len()
-                ));
-            }
-            let end = cols.record_data_end[i] as usize;
-            if end < start || end > cols.data.len() {
-                return Err(format!(
-                    "record {i}: data-end {end} is outside {start}..={} (it must not decrease, nor pass the {} bytes)",
-                    cols.data.len(),
-                    cols.data.len()
-                ));
-            }
-            start = end;
-        }
-        if start != cols.data.len() {
-            return Err(format!(
-                "{} bytes of data belong to no record",
-                cols.data.len() - start
-            ));
-        }
+        let (keys, data) = (cols.keys.len(), cols.data.len());
+        abi::check_generated(keys, &cols.record_key, &cols.record_data_end, data)?;
         Ok(Self { cols })
     }
 
@@ -1161,7 +962,7 @@ mod tests {
         assert!(e.contains("span 7..3"), "{e}");
         let e = broken(|c| c.event_key_end[0] = 8);
         assert!(e.contains("cuts a UTF-8 character"), "{e}");
-        let e = broken(|c| c.field_bits[1] = pack_span(0, 99));
+        let e = broken(|c| c.field_bits[1] = abi::pack_span(0, 99));
         assert!(e.starts_with("event 0, field `venue`: text value"), "{e}");
         let e = broken(|c| c.field_kind[0] = 9);
         assert!(e.contains("kind 9 is not a field kind"), "{e}");

@@ -29,67 +29,14 @@
 
 use std::collections::HashMap;
 
+use pipehost_abi::{self as contract, FieldValue, Scalar, Span, same_lengths, to_u32};
+
 use crate::types::{Event, Field, Generated, Name, Outcome, RawRecord, Source, Value};
 use crate::wit;
 
-fn to_u32(n: usize, what: &str) -> u32 {
-    u32::try_from(n).unwrap_or_else(|_| panic!("batch {what} over 4 GiB"))
-}
-
-/// `field-kind` codes (see `wit/plugin.wit`).
-pub mod kind {
-    pub const BOOLEAN: u8 = 0;
-    pub const INTEGER: u8 = 1;
-    pub const FLOAT: u8 = 2;
-    pub const TEXT: u8 = 3;
-    pub const TIMESTAMP: u8 = 4;
-}
-
-/// `outcome-kind` codes (see `wit/plugin.wit`).
-pub mod outcome_kind {
-    pub const KEEP: u8 = 0;
-    pub const DROP: u8 = 1;
-    pub const SPLIT: u8 = 2;
-    pub const FAIL: u8 = 3;
-}
-
-/// A packed span of a batch's `text`: start in the low 32 bits, end in the
-/// high 32.
-pub fn pack_span(start: u32, end: u32) -> i64 {
-    (u64::from(start) | (u64::from(end) << 32)) as i64
-}
-
-/// The `(start, end)` of a packed span.
-pub fn unpack_span(bits: i64) -> (u32, u32) {
-    let bits = bits as u64;
-    (bits as u32, (bits >> 32) as u32)
-}
-
-/// The text `start..end` covers, if it is in range and on character
-/// boundaries.
-fn text_range(text: &str, start: usize, end: usize) -> Option<&str> {
-    text.get(start..end)
-}
-
-fn bad_span(what: &str, start: usize, end: usize, text: &str) -> String {
-    format!(
-        "{what}: span {start}..{end} is not a text range (the text is {} bytes)",
-        text.len()
-    )
-}
-
-fn same_lengths(what: &str, cols: &[(&str, usize)]) -> Result<usize, String> {
-    let n = cols[0].1;
-    for (name, len) in &cols[1..] {
-        if *len != n {
-            return Err(format!(
-                "{what} columns differ in length: {} has {n} entries, {name} {len}",
-                cols[0].0
-            ));
-        }
-    }
-    Ok(n)
-}
+/// The contract's codes and span packing, from [`pipehost_abi`] (the
+/// crate the host checks batches with too).
+pub use pipehost_abi::{kind, outcome_kind, pack_span, unpack_span};
 
 /// Spare capacity of a decoded event's `fields`, for fields a transform adds.
 const SPARE_FIELDS: usize = 4;
@@ -223,19 +170,18 @@ impl EventEncoder {
         for f in &e.fields {
             self.field_name.push(self.names.intern(&f.name));
             let (k, bits) = match &f.value {
-                Value::Boolean(b) => (kind::BOOLEAN, i64::from(*b)),
-                Value::Integer(i) => (kind::INTEGER, *i),
-                Value::Float(x) => (kind::FLOAT, x.to_bits() as i64),
+                Value::Boolean(b) => Scalar::Boolean(*b),
+                Value::Integer(i) => Scalar::Integer(*i),
+                Value::Float(x) => Scalar::Float(*x),
                 Value::Text(s) => {
                     let start = to_u32(self.text.len(), "text");
                     self.text.push_str(s);
-                    (
-                        kind::TEXT,
-                        pack_span(start, to_u32(self.text.len(), "text")),
-                    )
+                    let end = to_u32(self.text.len(), "text");
+                    Scalar::Text(Span { start, end })
                 }
-                Value::TimestampMs(ms) => (kind::TIMESTAMP, *ms),
-            };
+                Value::TimestampMs(ms) => Scalar::TimestampMs(*ms),
+            }
+            .encode();
             self.field_kind.push(k);
             self.field_bits.push(bits);
         }
@@ -279,108 +225,41 @@ pub fn encode_events(events: &[Event]) -> wit::EventBatch {
     enc.finish()
 }
 
-/// Decodes an `event-batch` into plain events, checking it on the way.
+/// Decodes an `event-batch` into plain events, checking it on the way
+/// (with the host's own walk, [`contract::EventWalk`]).
 pub fn decode_events(batch: &wit::EventBatch) -> Result<Vec<Event>, String> {
-    let n = same_lengths(
-        "event",
-        &[
-            ("event-dataset", batch.event_dataset.len()),
-            ("event-key-end", batch.event_key_end.len()),
-            ("event-time", batch.event_time.len()),
-            ("event-fields-end", batch.event_fields_end.len()),
-        ],
-    )?;
-    let field_count = same_lengths(
-        "field",
-        &[
-            ("field-name", batch.field_name.len()),
-            ("field-kind", batch.field_kind.len()),
-            ("field-bits", batch.field_bits.len()),
-        ],
-    )?;
+    let mut walk = contract::EventWalk::new(contract::event_columns!(batch))?;
     let names: Vec<Name> = batch
         .names
         .iter()
         .map(|n| Name::from(n.as_str().to_string()))
         .collect();
-    let name = |index: u32, what: &dyn Fn() -> String| -> Result<Name, String> {
-        names.get(index as usize).cloned().ok_or_else(|| {
-            format!(
-                "{}: name index {index} is out of range ({} names)",
-                what(),
-                names.len()
-            )
-        })
-    };
-    let (keys, text) = (batch.keys.as_str(), batch.text.as_str());
-    let mut out = Vec::with_capacity(n);
-    let (mut start, mut key_start) = (0usize, 0usize);
-    for i in 0..n {
-        let end = batch.event_fields_end[i] as usize;
-        if end < start || end > field_count {
-            return Err(format!(
-                "event {i}: fields-end {end} is outside {start}..={field_count} (fields {field_count})"
-            ));
-        }
-        let dataset = name(batch.event_dataset[i], &|| format!("event {i}: dataset"))?;
-        let key_end = batch.event_key_end[i] as usize;
-        let partition_key = text_range(keys, key_start, key_end)
-            .ok_or_else(|| {
-                bad_span(
-                    &format!("event {i}: partition key"),
-                    key_start,
-                    key_end,
-                    keys,
-                )
-            })?
-            .to_string();
-        key_start = key_end;
+    let mut out = Vec::with_capacity(walk.len());
+    while let Some(e) = walk.next_event()? {
         // Room for a few more: transforms typically add derived fields,
         // and a reallocation per event costs more than the spare slots.
-        let mut fields = Vec::with_capacity(end - start + SPARE_FIELDS);
-        for j in start..end {
-            let name = name(batch.field_name[j], &|| {
-                format!("event {i}, field {}: name", j - start)
-            })?;
-            let bits = batch.field_bits[j];
-            let value = match batch.field_kind[j] {
-                kind::BOOLEAN => Value::Boolean(bits != 0),
-                kind::INTEGER => Value::Integer(bits),
-                kind::FLOAT => Value::Float(f64::from_bits(bits as u64)),
-                kind::TIMESTAMP => Value::TimestampMs(bits),
-                kind::TEXT => {
-                    let (s, e) = unpack_span(bits);
-                    let (s, e) = (s as usize, e as usize);
-                    Value::Text(
-                        text_range(text, s, e)
-                            .ok_or_else(|| {
-                                bad_span(&format!("event {i}, field `{name}`"), s, e, text)
-                            })?
-                            .to_string(),
-                    )
-                }
-                other => {
-                    return Err(format!(
-                        "event {i}, field `{name}`: kind {other} is not a field kind"
-                    ));
-                }
-            };
-            fields.push(Field { name, value });
+        let mut fields = Vec::with_capacity(e.fields.len() + SPARE_FIELDS);
+        for j in e.fields.clone() {
+            let (name, value) = walk.field(&e, j)?;
+            fields.push(Field {
+                name: names[name].clone(),
+                value: match value {
+                    FieldValue::Boolean(b) => Value::Boolean(b),
+                    FieldValue::Integer(i) => Value::Integer(i),
+                    FieldValue::Float(x) => Value::Float(x),
+                    FieldValue::Text(s) => Value::Text(s.to_string()),
+                    FieldValue::TimestampMs(ms) => Value::TimestampMs(ms),
+                },
+            });
         }
         out.push(Event {
-            dataset,
-            partition_key,
-            event_time_ms: batch.event_time[i],
+            dataset: names[e.dataset].clone(),
+            partition_key: e.partition_key.to_string(),
+            event_time_ms: e.event_time_ms,
             fields,
         });
-        start = end;
     }
-    if start != field_count {
-        return Err(format!(
-            "{} fields follow the last event's fields-end {start}",
-            field_count - start
-        ));
-    }
+    walk.finish()?;
     Ok(out)
 }
 
@@ -434,27 +313,20 @@ pub fn raw_records(batch: &wit::RawBatch) -> Result<Vec<RawRecord<'_>>, String> 
     let mut out = Vec::with_capacity(n);
     let (mut start, mut text_start) = (0usize, 0usize);
     for i in 0..n {
-        let end = batch.record_data_end[i] as usize;
-        let data = batch.data.get(start..end).ok_or_else(|| {
-            format!(
-                "record {i}: data-end {end} is outside {start}..={}",
-                batch.data.len()
-            )
-        })?;
+        let at = |p| format!("record {i}: {p}");
+        let data_end = batch.record_data_end[i];
+        let data =
+            contract::run("data-end", start, data_end, batch.data.len(), "bytes").map_err(at)?;
         let seq_end = batch.record_sequence_end[i] as usize;
-        let sequence = text_range(text, text_start, seq_end)
-            .ok_or_else(|| bad_span(&format!("record {i}: sequence"), text_start, seq_end, text))?;
+        let sequence = contract::span(text, "text", text_start, seq_end)
+            .map_err(|p| at(format!("sequence {p}")))?;
         let key_end = batch.record_key_end[i] as usize;
-        let partition_key = text_range(text, seq_end, key_end).ok_or_else(|| {
-            bad_span(
-                &format!("record {i}: partition key"),
-                seq_end,
-                key_end,
-                text,
-            )
-        })?;
+        let partition_key = contract::span(text, "text", seq_end, key_end)
+            .map_err(|p| at(format!("partition key {p}")))?;
+        start = data.end;
+        text_start = key_end;
         out.push(RawRecord {
-            data,
+            data: &batch.data[data],
             source: Source {
                 feed: &batch.feed,
                 shard: &batch.shard,
@@ -463,8 +335,6 @@ pub fn raw_records(batch: &wit::RawBatch) -> Result<Vec<RawRecord<'_>>, String> 
                 arrival_time_ms: batch.record_arrival_time[i],
             },
         });
-        start = end;
-        text_start = key_end;
     }
     Ok(out)
 }
@@ -590,34 +460,28 @@ pub fn decode_transformed(t: &wit::Transformed) -> Result<Vec<Outcome>, String> 
     let mut reasons = t.reasons.iter();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let count = t.outcome_events[i];
-        out.push(match t.outcome_kind[i] {
-            outcome_kind::KEEP if count == 1 => Outcome::Keep(
-                events
-                    .next()
-                    .ok_or_else(|| format!("outcome {i}: keep past the last event"))?,
-            ),
-            outcome_kind::SPLIT => {
-                let evs: Vec<Event> = events.by_ref().take(count as usize).collect();
-                if evs.len() != count as usize {
-                    return Err(format!("outcome {i}: split {count} past the last event"));
-                }
-                Outcome::Split(evs)
-            }
-            outcome_kind::DROP if count == 0 => Outcome::Drop,
-            outcome_kind::FAIL if count == 0 => Outcome::Fail(
+        let at = |p| format!("outcome {i}: {p}");
+        let (k, count) = (t.outcome_kind[i], t.outcome_events[i]);
+        contract::outcome_events(k, count).map_err(at)?;
+        let evs: Vec<Event> = events.by_ref().take(count as usize).collect();
+        if evs.len() != count as usize {
+            return Err(at(format!("{count} events past the last")));
+        }
+        out.push(match k {
+            outcome_kind::KEEP => Outcome::Keep(evs.into_iter().next().expect("one event")),
+            outcome_kind::SPLIT => Outcome::Split(evs),
+            outcome_kind::DROP => Outcome::Drop,
+            _ => Outcome::Fail(
                 reasons
                     .next()
-                    .ok_or_else(|| format!("outcome {i}: fail without a reason"))?
+                    .ok_or_else(|| at("a fail without a reason".into()))?
                     .clone(),
             ),
-            k => return Err(format!("outcome {i}: kind {k} with {count} events")),
         });
     }
-    match events.len() {
-        0 => Ok(out),
-        left => Err(format!("{left} events belong to no outcome")),
-    }
+    contract::all_used(0, events.len(), "events", "outcome")?;
+    contract::all_used(0, reasons.len(), "reasons", "fail outcome")?;
+    Ok(out)
 }
 
 /// Encodes generated records as a `generated-batch`, each key once.
@@ -650,41 +514,16 @@ pub fn encode_generated(records: &[Generated]) -> wit::GeneratedBatch {
 #[cfg(test)]
 /// Decodes a `generated-batch` back into records, checking it.
 pub fn decode_generated(batch: &wit::GeneratedBatch) -> Result<Vec<Generated>, String> {
-    let n = same_lengths(
-        "record",
-        &[
-            ("record-key", batch.record_key.len()),
-            ("record-data-end", batch.record_data_end.len()),
-        ],
-    )?;
-    let mut start = 0usize;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let end = batch.record_data_end[i] as usize;
-        let data = batch.data.get(start..end).ok_or_else(|| {
-            format!(
-                "record {i}: data-end {end} is outside {start}..={}",
-                batch.data.len()
-            )
-        })?;
-        let k = batch.record_key[i];
-        let key = batch
-            .keys
-            .get(k as usize)
-            .ok_or_else(|| format!("record {i}: key index {k} is out of range"))?;
-        out.push(Generated {
-            partition_key: key.clone(),
-            data: data.to_vec(),
-        });
-        start = end;
-    }
-    if start != batch.data.len() {
-        return Err(format!(
-            "{} bytes follow the last record",
-            batch.data.len() - start
-        ));
-    }
-    Ok(out)
+    let (keys, data) = (batch.keys.len(), batch.data.len());
+    contract::check_generated(keys, &batch.record_key, &batch.record_data_end, data)?;
+    let starts = std::iter::once(0).chain(batch.record_data_end.iter().copied());
+    let runs = starts.zip(&batch.record_data_end);
+    Ok((batch.record_key.iter().zip(runs))
+        .map(|(key, (start, end))| Generated {
+            partition_key: batch.keys[*key as usize].clone(),
+            data: batch.data[start as usize..*end as usize].to_vec(),
+        })
+        .collect())
 }
 
 /// The parser export: decodes `batch`, runs `logic` on its records and
@@ -916,7 +755,11 @@ mod tests {
         let good = encode_events(&sample());
         let mut bad = good.clone();
         bad.event_dataset[0] = 99;
-        assert!(decode_events(&bad).unwrap_err().contains("name index 99"));
+        assert!(
+            decode_events(&bad)
+                .unwrap_err()
+                .contains("dataset index 99")
+        );
         let mut bad = good.clone();
         bad.event_key_end[1] = 500;
         assert!(decode_events(&bad).unwrap_err().contains("span 7..500"));
@@ -929,7 +772,11 @@ mod tests {
         assert!(decode_events(&bad).unwrap_err().contains("fields-end"));
         let mut bad = good.clone();
         bad.event_fields_end[2] = 7;
-        assert!(decode_events(&bad).unwrap_err().contains("follow the last"));
+        assert!(
+            decode_events(&bad)
+                .unwrap_err()
+                .contains("1 fields belong to no event")
+        );
         let mut bad = good.clone();
         bad.field_kind[0] = kind::TEXT;
         bad.field_bits[0] = pack_span(9, 2);

@@ -44,6 +44,15 @@ pub fn key_error(key: &str, message: impl std::fmt::Display) -> String {
     format!("invalid config: key `{key}`: {message}")
 }
 
+/// A parser's `dataset` key as the name its events carry (shared by every
+/// event: cloning it is a reference count); refused when blank.
+pub fn dataset_name(dataset: &str) -> Result<crate::types::Name, String> {
+    if dataset.trim().is_empty() {
+        return Err(key_error("dataset", "must not be empty"));
+    }
+    Ok(crate::types::Name::from(dataset.to_string()))
+}
+
 /// serde_json's message without the trailing " at line L column C": the JSON
 /// comes from the host, so positions in it mean nothing to the user.
 fn describe(err: &serde_json::Error) -> String {
@@ -75,6 +84,15 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Nested {
         depth: u32,
+    }
+
+    #[test]
+    fn a_dataset_must_not_be_blank() {
+        assert_eq!(dataset_name("fx").unwrap(), "fx");
+        assert_eq!(
+            dataset_name(" ").unwrap_err(),
+            "invalid config: key `dataset`: must not be empty"
+        );
     }
 
     #[test]

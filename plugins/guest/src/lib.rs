@@ -2,36 +2,35 @@
 //!
 //! This crate binds the `plugin-base` world of `wit/plugin.wit`
 //! (`pipehost:plugin@0.2.0`) once, so that every plugin crate shares one set
-//! of WIT types ([`wit`]) and host functions ([`host`]). A plugin binds its
-//! own world with
+//! of WIT types ([`wit`]) and host functions ([`host`]).
+//!
+//! A plugin is its logic — a plain Rust type implementing [`Plugin`] and
+//! one role, [`ParserPlugin`], [`TransformPlugin`] or [`GeneratorPlugin`]
+//! — and one line in its `lib.rs` that exports it as a component:
 //!
 //! ```ignore
-//! wit_bindgen::generate!({
-//!     path: "../../../wit/plugin.wit",
-//!     world: "parser-plugin",
-//!     with: {
-//!         "pipehost:plugin/types@0.2.0": pipehost_guest::wit,
-//!         "pipehost:plugin/host@0.2.0": pipehost_guest::host,
-//!     },
-//! });
+//! pub mod logic;
+//! pub use logic::Parser;
+//!
+//! pipehost_guest::export_parser!(Parser);
 //! ```
 //!
-//! and implements its export in one line per function with [`abi`]:
-//! `abi::parse(batch, |records| parser.parse(records))`. The WIT types carry
-//! a batch in columns (every string once per batch, every per-event,
-//! per-field and per-record column a list of one primitive type); plugin
-//! logic never sees
-//! them: it works with the plain Rust types of [`types`] — [`types::Event`],
-//! [`types::Field`], [`types::Value`], [`types::RawRecord`],
-//! [`types::Outcome`], [`types::Generated`] — and [`abi`] converts in one
-//! pass each way.
+//! ([`export_transform!`] and [`export_generator!`] for the other roles;
+//! see [`plugin`]). The WIT types carry a batch in columns (every string
+//! once per batch, every per-event, per-field and per-record column a list
+//! of one primitive type, under the contract of [`pipehost_abi`], which the
+//! host checks with too); plugin logic never sees them: it works with the
+//! plain Rust types of [`types`] — [`types::Event`], [`types::Field`],
+//! [`types::Value`], [`types::RawRecord`], [`types::Outcome`],
+//! [`types::Generated`] — and [`abi`] converts in one pass each way.
 //!
 //! Everything else here is plain Rust that runs natively too: configuration
 //! decoding ([`config`]), RFC 3339 timestamps ([`time`]), a deterministic PRNG
 //! and a stable hash ([`rng`]), event builders and getters ([`event`]),
 //! JSON and line splitting for parsers ([`json`], [`record`]), generator
-//! arithmetic ([`generate`]) and
-//! name checks shared by the feeds ([`names`]).
+//! arithmetic ([`generate`]),
+//! name checks shared by the feeds ([`names`]) and helpers for the plugins'
+//! native tests ([`testing`]).
 //!
 //! **Native pitfall:** calling a WIT import ([`host::log`], [`host::config`])
 //! from natively compiled code aborts the process. Only the thin binding
@@ -64,12 +63,21 @@ pub mod generate;
 pub mod json;
 mod name;
 pub mod names;
+pub mod plugin;
 pub mod record;
 pub mod rng;
+pub mod testing;
 pub mod time;
 pub mod types;
 
 pub use config::{config, load_config};
+pub use plugin::{GeneratorPlugin, ParserPlugin, Plugin, TransformPlugin};
+
+/// What the export macros expand to needs, reachable from any plugin crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
 
 use std::sync::{Arc, Mutex};
 

@@ -15,12 +15,11 @@
 
 use crate::{Generated, Tick};
 use pipehost_guest::config::key_error;
-use pipehost_guest::generate::{
-    check_count, check_rate, cycle_index, fixed_decimal, to_units, wave,
-};
+use pipehost_guest::generate::{check_rate, cycle_index, fixed_decimal, to_units, wave};
 use pipehost_guest::names::is_currency_pair;
 use pipehost_guest::rng::{fnv1a64, record_rng};
 use pipehost_guest::time::format_rfc3339_ms;
+use pipehost_guest::{GeneratorPlugin, Plugin};
 use serde::Deserialize;
 
 /// The default pairs: eight majors.
@@ -67,14 +66,11 @@ pub struct Generator {
     malformed_rate: f64,
 }
 
-impl Generator {
-    /// Builds the generator from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
+impl Plugin for Generator {
+    type Config = Config;
 
     /// Builds the generator from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
+    fn new(config: Config) -> Result<Self, String> {
         check_rate("malformed_rate", config.malformed_rate)?;
         let names = match config.pairs {
             Some(pairs) => pairs,
@@ -115,20 +111,16 @@ impl Generator {
     }
 
     /// A one-line summary for the log.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!(
             "{} pair(s), malformed_rate {}",
             self.pairs.len(),
             self.malformed_rate
         )
     }
+}
 
-    /// Produces the records of one tick.
-    pub fn generate(&self, tick: &Tick) -> Result<Vec<Generated>, String> {
-        check_count(tick.count)?;
-        Ok((0..tick.count).map(|i| self.record(tick, i)).collect())
-    }
-
+impl GeneratorPlugin for Generator {
     fn record(&self, tick: &Tick, index: u32) -> Generated {
         let mut rng = record_rng(tick.seed, tick.number, u64::from(index));
         let malformed = rng.chance(self.malformed_rate);
@@ -181,48 +173,19 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipehost_guest::ParserPlugin;
     use pipehost_guest::event::field_f64;
-    use pipehost_guest::types::{RawRecord, Source};
-
-    const T0: i64 = 1_795_420_800_000; // 2026-11-23T08:00:00Z
-
-    fn tick(seed: u64, number: u64, count: u32) -> Tick {
-        Tick {
-            seed,
-            number,
-            time_ms: T0,
-            count,
-        }
-    }
+    use pipehost_guest::testing::{T0, assert_replayable, lines, raw_records, text, tick};
 
     fn gen_default() -> Generator {
         Generator::from_config_json("{}").unwrap()
     }
 
-    fn raw(g: &Generated) -> RawRecord<'_> {
-        RawRecord {
-            data: &g.data,
-            source: Source {
-                feed: "forex",
-                partition_key: &g.partition_key,
-                ..Source::default()
-            },
-        }
-    }
-
-    fn text(g: &Generated) -> &str {
-        std::str::from_utf8(&g.data).unwrap()
-    }
-
     #[test]
     fn golden_output() {
         let out = gen_default().generate(&tick(42, 0, 3)).unwrap();
-        let lines: Vec<_> = out
-            .iter()
-            .map(|g| (g.partition_key.as_str(), text(g)))
-            .collect();
         assert_eq!(
-            lines,
+            lines(&out),
             vec![
                 ("EUR/USD", GOLDEN[0]),
                 ("USD/JPY", GOLDEN[1]),
@@ -239,15 +202,7 @@ mod tests {
 
     #[test]
     fn deterministic_and_seed_sensitive() {
-        let g = gen_default();
-        let a = g.generate(&tick(7, 3, 50)).unwrap();
-        assert_eq!(a, g.generate(&tick(7, 3, 50)).unwrap());
-        assert_eq!(a, gen_default().generate(&tick(7, 3, 50)).unwrap());
-        assert_ne!(a, g.generate(&tick(8, 3, 50)).unwrap());
-        assert_ne!(a, g.generate(&tick(7, 4, 50)).unwrap());
-        // A prefix of a larger tick is not required to match (pairs cycle by
-        // count), but the count only changes which pair a record is about.
-        assert_eq!(a.len(), 50);
+        assert_replayable::<Generator>("{}");
     }
 
     #[test]
@@ -275,7 +230,7 @@ mod tests {
                     count: 100,
                 })
                 .unwrap();
-            let batch: Vec<_> = out.iter().map(raw).collect();
+            let batch: Vec<_> = raw_records("forex", &out);
             for (i, (res, g)) in parser.parse(&batch).into_iter().zip(&out).enumerate() {
                 let events = res.unwrap_or_else(|e| panic!("{}: {e}", text(g)));
                 assert_eq!(events.len(), 1);
@@ -299,7 +254,7 @@ mod tests {
         let parser = forex_parser::Parser::from_config_json("{}").unwrap();
         let all_bad = Generator::from_config_json(r#"{"malformed_rate":1.0}"#).unwrap();
         let out = all_bad.generate(&tick(5, 0, 200)).unwrap();
-        let batch: Vec<_> = out.iter().map(raw).collect();
+        let batch: Vec<_> = raw_records("forex", &out);
         let mut reasons = std::collections::BTreeSet::new();
         for (res, g) in parser.parse(&batch).into_iter().zip(&out) {
             let reason = res.expect_err(text(g));
@@ -309,16 +264,9 @@ mod tests {
 
         let some_bad = Generator::from_config_json(r#"{"malformed_rate":0.25}"#).unwrap();
         let out = some_bad.generate(&tick(5, 0, 1000)).unwrap();
-        let batch: Vec<_> = out.iter().map(raw).collect();
+        let batch: Vec<_> = raw_records("forex", &out);
         let rejected = parser.parse(&batch).iter().filter(|r| r.is_err()).count();
         assert!((180..320).contains(&rejected), "{rejected}");
-    }
-
-    #[test]
-    fn count_limit_and_empty_tick() {
-        assert!(gen_default().generate(&tick(1, 0, 0)).unwrap().is_empty());
-        let err = gen_default().generate(&tick(1, 0, 100_001)).unwrap_err();
-        assert!(err.contains("exceeds the limit"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 use pipehost_guest::event::{event, float, text};
 use pipehost_guest::names::is_currency_pair;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, Name, RawRecord};
+use pipehost_guest::types::{Event, Name};
+use pipehost_guest::{ParserPlugin, Plugin};
 use pipehost_guest::{json, record};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -49,38 +50,9 @@ struct Quote<'a> {
 }
 
 impl Parser {
-    /// Builds the parser from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the parser from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        if config.dataset.trim().is_empty() {
-            return Err(pipehost_guest::config::key_error(
-                "dataset",
-                "must not be empty",
-            ));
-        }
-        Ok(Parser {
-            dataset: Name::from(&config.dataset),
-            config,
-        })
-    }
-
     /// The dataset the events go to.
     pub fn dataset(&self) -> &str {
         &self.config.dataset
-    }
-
-    /// Parses a batch: one result per record, in order.
-    pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(r.data)).collect()
-    }
-
-    /// Parses one raw record into its events, or the reason it is rejected.
-    pub fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
-        record::parse_lines(data, |line| self.parse_line(line))
     }
 
     /// Parses one JSON line into one event.
@@ -111,9 +83,33 @@ impl Parser {
     }
 }
 
+impl Plugin for Parser {
+    type Config = Config;
+
+    /// Builds the parser from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Parser {
+            dataset: pipehost_guest::config::dataset_name(&config.dataset)?,
+            config,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("dataset `{}`", self.dataset())
+    }
+}
+
+impl ParserPlugin for Parser {
+    /// Parses one raw record into its events, or the reason it is rejected.
+    fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
+        record::parse_lines(data, |line| self.parse_line(line))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipehost_guest::types::RawRecord;
     use pipehost_guest::types::Source;
 
     const T0: i64 = 1_795_420_800_000; // 2026-11-23T08:00:00Z

@@ -12,6 +12,7 @@ use pipehost_guest::config::key_error;
 use pipehost_guest::event::{field_f64, float, set_field};
 use pipehost_guest::names::is_currency_pair;
 use pipehost_guest::types::Event;
+use pipehost_guest::{Plugin, TransformPlugin};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -31,47 +32,6 @@ pub struct Transform {
 }
 
 impl Transform {
-    /// Builds the transform from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the transform from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        let allow = match config.allow {
-            None => None,
-            Some(pairs) => {
-                if pairs.is_empty() {
-                    return Err(key_error(
-                        "allow",
-                        "must not be empty (leave it out to allow every pair)",
-                    ));
-                }
-                if let Some(bad) = pairs.iter().find(|p| !is_currency_pair(p)) {
-                    return Err(key_error(
-                        "allow",
-                        format_args!("{bad:?} is not a currency pair like EUR/USD"),
-                    ));
-                }
-                Some(pairs.into_iter().collect())
-            }
-        };
-        Ok(Transform { allow })
-    }
-
-    /// A one-line summary for the log.
-    pub fn describe(&self) -> String {
-        match &self.allow {
-            None => "all pairs".to_string(),
-            Some(set) => format!("{} allowed pair(s)", set.len()),
-        }
-    }
-
-    /// Transforms a batch: one outcome per event, in order.
-    pub fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
-        batch.into_iter().map(|e| self.transform_one(e)).collect()
-    }
-
     /// Transforms one event.
     pub fn transform_one(&self, mut event: Event) -> Outcome {
         if let Some(allow) = &self.allow
@@ -98,6 +58,48 @@ impl Transform {
         set_field(&mut event, float("spread", spread));
         set_field(&mut event, float("spread_bps", spread / mid * 10_000.0));
         Outcome::Keep(event)
+    }
+}
+
+impl Plugin for Transform {
+    type Config = Config;
+
+    /// Builds the transform from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        let allow = match config.allow {
+            None => None,
+            Some(pairs) => {
+                if pairs.is_empty() {
+                    return Err(key_error(
+                        "allow",
+                        "must not be empty (leave it out to allow every pair)",
+                    ));
+                }
+                if let Some(bad) = pairs.iter().find(|p| !is_currency_pair(p)) {
+                    return Err(key_error(
+                        "allow",
+                        format_args!("{bad:?} is not a currency pair like EUR/USD"),
+                    ));
+                }
+                Some(pairs.into_iter().collect())
+            }
+        };
+        Ok(Transform { allow })
+    }
+
+    /// A one-line summary for the log.
+    fn describe(&self) -> String {
+        match &self.allow {
+            None => "all pairs".to_string(),
+            Some(set) => format!("{} allowed pair(s)", set.len()),
+        }
+    }
+}
+
+impl TransformPlugin for Transform {
+    /// Transforms a batch: one outcome per event, in order.
+    fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
+        batch.into_iter().map(|e| self.transform_one(e)).collect()
     }
 }
 

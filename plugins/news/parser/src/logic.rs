@@ -16,7 +16,8 @@ use pipehost_guest::event::{event, text};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::record;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, Name, RawRecord};
+use pipehost_guest::types::{Event, Name};
+use pipehost_guest::{ParserPlugin, Plugin};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -66,38 +67,9 @@ pub fn split_symbols(value: &str) -> Result<Vec<String>, String> {
 }
 
 impl Parser {
-    /// Builds the parser from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the parser from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        if config.dataset.trim().is_empty() {
-            return Err(pipehost_guest::config::key_error(
-                "dataset",
-                "must not be empty",
-            ));
-        }
-        Ok(Parser {
-            dataset: Name::from(&config.dataset),
-            config,
-        })
-    }
-
     /// The dataset the events go to.
     pub fn dataset(&self) -> &str {
         &self.config.dataset
-    }
-
-    /// Parses a batch: one result per record, in order.
-    pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(r.data)).collect()
-    }
-
-    /// Parses one raw record into its events, or the reason it is rejected.
-    pub fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
-        record::parse_lines(data, |line| self.parse_line(line))
     }
 
     /// Parses one logfmt line into one event.
@@ -151,6 +123,29 @@ impl Parser {
             fields.push(text("url", url.as_ref()));
         }
         Ok(event(self.dataset.clone(), key, time, fields))
+    }
+}
+
+impl Plugin for Parser {
+    type Config = Config;
+
+    /// Builds the parser from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Parser {
+            dataset: pipehost_guest::config::dataset_name(&config.dataset)?,
+            config,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("dataset `{}`", self.dataset())
+    }
+}
+
+impl ParserPlugin for Parser {
+    /// Parses one raw record into its events, or the reason it is rejected.
+    fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
+        record::parse_lines(data, |line| self.parse_line(line))
     }
 }
 

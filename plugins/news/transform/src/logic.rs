@@ -21,6 +21,7 @@ use pipehost_guest::config::key_error;
 use pipehost_guest::event::{float, get, set_field, text};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::types::{Event, Value};
+use pipehost_guest::{Plugin, TransformPlugin};
 use serde::Deserialize;
 
 /// The partition key of an article about no symbol.
@@ -198,43 +199,6 @@ pub fn cashtags(headline: &str) -> Vec<String> {
 }
 
 impl Transform {
-    /// Builds the transform from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the transform from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        let known_symbols = match config.known_symbols {
-            None => DEFAULT_KNOWN_SYMBOLS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            Some(list) => {
-                if let Some(bad) = list.iter().find(|s| !is_ticker(s)) {
-                    return Err(key_error(
-                        "known_symbols",
-                        format_args!("{bad:?} is not a ticker like AAPL"),
-                    ));
-                }
-                list
-            }
-        };
-        Ok(Transform {
-            known_symbols,
-            split_per_symbol: config.split_per_symbol,
-        })
-    }
-
-    /// A one-line summary for the log.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} known symbol(s), split_per_symbol {}",
-            self.known_symbols.len(),
-            self.split_per_symbol
-        )
-    }
-
     /// The article's symbols: the `symbols` field, then cashtags, then known
     /// symbols mentioned as words.
     pub fn symbols(&self, listed: &str, headline: &str) -> Vec<String> {
@@ -255,11 +219,6 @@ impl Transform {
             }
         }
         out
-    }
-
-    /// Transforms a batch: one outcome per event, in order.
-    pub fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
-        batch.into_iter().map(|e| self.transform_one(e)).collect()
     }
 
     /// Transforms one event.
@@ -302,6 +261,49 @@ impl Transform {
                     .collect(),
             ),
         }
+    }
+}
+
+impl Plugin for Transform {
+    type Config = Config;
+
+    /// Builds the transform from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        let known_symbols = match config.known_symbols {
+            None => DEFAULT_KNOWN_SYMBOLS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(list) => {
+                if let Some(bad) = list.iter().find(|s| !is_ticker(s)) {
+                    return Err(key_error(
+                        "known_symbols",
+                        format_args!("{bad:?} is not a ticker like AAPL"),
+                    ));
+                }
+                list
+            }
+        };
+        Ok(Transform {
+            known_symbols,
+            split_per_symbol: config.split_per_symbol,
+        })
+    }
+
+    /// A one-line summary for the log.
+    fn describe(&self) -> String {
+        format!(
+            "{} known symbol(s), split_per_symbol {}",
+            self.known_symbols.len(),
+            self.split_per_symbol
+        )
+    }
+}
+
+impl TransformPlugin for Transform {
+    /// Transforms a batch: one outcome per event, in order.
+    fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
+        batch.into_iter().map(|e| self.transform_one(e)).collect()
     }
 }
 

@@ -13,7 +13,8 @@ use pipehost_guest::event::{event, float, integer, text};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::record;
 use pipehost_guest::time::parse_rfc3339;
-use pipehost_guest::types::{Event, Name, RawRecord};
+use pipehost_guest::types::{Event, Name};
+use pipehost_guest::{ParserPlugin, Plugin};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -58,66 +59,9 @@ fn number(column: &str, value: &str) -> Result<f64, String> {
 }
 
 impl Parser {
-    /// Builds the parser from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the parser from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        if config.dataset.trim().is_empty() {
-            return Err(pipehost_guest::config::key_error(
-                "dataset",
-                "must not be empty",
-            ));
-        }
-        Ok(Parser {
-            dataset: Name::from(&config.dataset),
-            config,
-        })
-    }
-
     /// The dataset the events go to.
     pub fn dataset(&self) -> &str {
         &self.config.dataset
-    }
-
-    /// Parses a batch: one result per record, in order.
-    pub fn parse(&self, batch: &[RawRecord]) -> Vec<Result<Vec<Event>, String>> {
-        batch.iter().map(|r| self.parse_record(r.data)).collect()
-    }
-
-    /// Parses one raw record into its events, or the reason it is rejected.
-    pub fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
-        let text = record::text(data)?;
-        let rows = split_rows(text).map_err(|e| {
-            format!(
-                "{}column `{}`: {}",
-                if e.row() > 1 {
-                    format!("row {}: ", e.row())
-                } else {
-                    String::new()
-                },
-                column_name(e.column()),
-                e.message()
-            )
-        })?;
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| !(r.len() == COLUMNS.len() && r[0] == "ts" && r[1] == "symbol"))
-            .collect();
-        match rows.len() {
-            0 => Err("empty record".to_string()),
-            1 => Ok(vec![self.parse_row(&rows[0])?]),
-            _ => rows
-                .iter()
-                .enumerate()
-                .map(|(i, row)| {
-                    self.parse_row(row)
-                        .map_err(|e| format!("row {}: {e}", i + 1))
-                })
-                .collect(),
-        }
     }
 
     /// Parses one CSV row (already split into fields) into one event.
@@ -157,6 +101,57 @@ impl Parser {
                 text("exchange", exchange),
             ],
         ))
+    }
+}
+
+impl Plugin for Parser {
+    type Config = Config;
+
+    /// Builds the parser from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Parser {
+            dataset: pipehost_guest::config::dataset_name(&config.dataset)?,
+            config,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("dataset `{}`", self.dataset())
+    }
+}
+
+impl ParserPlugin for Parser {
+    /// Parses one raw record into its events, or the reason it is rejected.
+    fn parse_record(&self, data: &[u8]) -> Result<Vec<Event>, String> {
+        let text = record::text(data)?;
+        let rows = split_rows(text).map_err(|e| {
+            format!(
+                "{}column `{}`: {}",
+                if e.row() > 1 {
+                    format!("row {}: ", e.row())
+                } else {
+                    String::new()
+                },
+                column_name(e.column()),
+                e.message()
+            )
+        })?;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !(r.len() == COLUMNS.len() && r[0] == "ts" && r[1] == "symbol"))
+            .collect();
+        match rows.len() {
+            0 => Err("empty record".to_string()),
+            1 => Ok(vec![self.parse_row(&rows[0])?]),
+            _ => rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    self.parse_row(row)
+                        .map_err(|e| format!("row {}: {e}", i + 1))
+                })
+                .collect(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::Outcome;
 use pipehost_guest::config::key_error;
 use pipehost_guest::event::{field_f64, field_i64, float, set_field};
 use pipehost_guest::types::Event;
+use pipehost_guest::{Plugin, TransformPlugin};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -57,29 +58,6 @@ impl Totals {
 }
 
 impl Transform {
-    /// Builds the transform from its configuration JSON (`{}` for defaults).
-    pub fn from_config_json(json: &str) -> Result<Self, String> {
-        Self::new(pipehost_guest::config(json)?)
-    }
-
-    /// Builds the transform from a decoded configuration.
-    pub fn new(config: Config) -> Result<Self, String> {
-        if config.min_volume < 0 {
-            return Err(key_error(
-                "min_volume",
-                format_args!("must not be negative, got {}", config.min_volume),
-            ));
-        }
-        Ok(Transform {
-            min_volume: config.min_volume,
-        })
-    }
-
-    /// A one-line summary for the log.
-    pub fn describe(&self) -> String {
-        format!("min_volume {}", self.min_volume)
-    }
-
     fn check(&self, event: &Event) -> Result<Option<Trade>, String> {
         let price = field_f64(event, "price")?;
         let volume = field_i64(event, "volume")?;
@@ -102,9 +80,33 @@ impl Transform {
             prev_close,
         }))
     }
+}
 
+impl Plugin for Transform {
+    type Config = Config;
+
+    /// Builds the transform from a decoded configuration.
+    fn new(config: Config) -> Result<Self, String> {
+        if config.min_volume < 0 {
+            return Err(key_error(
+                "min_volume",
+                format_args!("must not be negative, got {}", config.min_volume),
+            ));
+        }
+        Ok(Transform {
+            min_volume: config.min_volume,
+        })
+    }
+
+    /// A one-line summary for the log.
+    fn describe(&self) -> String {
+        format!("min_volume {}", self.min_volume)
+    }
+}
+
+impl TransformPlugin for Transform {
     /// Transforms a batch: one outcome per event, in order.
-    pub fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
+    fn transform(&self, batch: Vec<Event>) -> Vec<Outcome> {
         // First pass: check every trade and total the kept ones per symbol.
         let checked: Vec<Result<Option<Trade>, String>> =
             batch.iter().map(|e| self.check(e)).collect();

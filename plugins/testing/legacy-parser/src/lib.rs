@@ -21,8 +21,8 @@ mod logic;
 use exports::pipehost::plugin::parser::Guest;
 use pipehost::plugin::host;
 use pipehost::plugin::types as v1;
-use pipehost_guest::Instance;
 use pipehost_guest::types::{Event, RawRecord, Source, Value};
+use pipehost_guest::{Instance, ParserPlugin, Plugin};
 
 static INSTANCE: Instance<logic::Parser> = Instance::new();
 
