@@ -17,7 +17,7 @@ use super::stats::Stats;
 use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
-use crate::plugin::{Plugin, PluginInstance, Tick};
+use crate::plugin::{GeneratorInstance, GeneratorPlugin, Tick};
 
 /// A shared cap on records generated (from `--max-records`).
 #[derive(Debug)]
@@ -62,7 +62,7 @@ pub fn producer_name(feed: &str) -> String {
 pub async fn run_feed(
     feed: String,
     plan: GeneratorPlan,
-    plugin: Plugin,
+    plugin: GeneratorPlugin,
     stream: Arc<dyn Stream>,
     stats: Arc<Stats>,
     budget: Arc<Budget>,
@@ -74,7 +74,7 @@ pub async fn run_feed(
         .await?
         .unwrap_or_default();
     let (mut number, mut total) = (position.next, position.records);
-    let mut instance: Option<PluginInstance> = Some(super::blocking(|| {
+    let mut instance: Option<GeneratorInstance> = Some(super::blocking(|| {
         plugin.instantiate(&plan.plugin.config_json)
     })?);
     let mut ticker = tokio::time::interval(plan.interval);

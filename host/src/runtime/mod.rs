@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
-use crate::plugin::{EngineSettings, PluginEngine, PluginKind};
+use crate::plugin::{EngineSettings, Generator, PluginEngine};
 use reload::{Chains, PluginCache};
 use stats::{Snapshot, Stats, StatusLine};
 
@@ -193,8 +193,8 @@ impl Feeds {
         let Some(g) = &feed.generator else {
             return Ok(());
         };
-        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let plugin =
+            blocking(|| cache.get::<Generator>(&g.plugin)).map_err(|e| anyhow::anyhow!(e))?;
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(feeds::run_feed(
             name.to_string(),
@@ -256,8 +256,7 @@ fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web:
     for feed in &plan.feeds {
         let generator = match &feed.generator {
             Some(g) => Some((
-                blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-                    .map_err(|e| anyhow::anyhow!(e))?,
+                blocking(|| cache.get::<Generator>(&g.plugin)).map_err(|e| anyhow::anyhow!(e))?,
                 g.clone(),
             )),
             None => None,
@@ -358,7 +357,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let initial = blocking(|| {
         for feed in &plan.feeds {
             if let Some(g) = &feed.generator {
-                cache.get(&g.plugin, PluginKind::Generator)?;
+                cache.get::<Generator>(&g.plugin)?;
             }
         }
         reload::build_chains(&mut cache, &plan)

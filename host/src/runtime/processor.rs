@@ -32,13 +32,13 @@ use super::process::{FeedPlugins, Layout, process};
 use super::reload::Chains;
 use super::stats::Stats;
 use crate::backend::{Backend, Received};
-use crate::plugin::Plugin;
+use crate::plugin::{ParserPlugin, TransformPlugin};
 
 /// The plugins of one feed, loaded once; each worker instantiates its own.
 #[derive(Clone)]
 pub struct FeedChain {
-    pub parser: (Plugin, String),
-    pub transforms: Vec<(Plugin, String)>,
+    pub parser: (ParserPlugin, String),
+    pub transforms: Vec<(TransformPlugin, String)>,
 }
 
 pub struct ProcessorSettings {
