@@ -193,8 +193,7 @@ impl Feeds {
         let Some(g) = &feed.generator else {
             return Ok(());
         };
-        let plugin =
-            blocking(|| cache.get::<Generator>(&g.plugin)).map_err(|e| anyhow::anyhow!(e))?;
+        let plugin = blocking(|| cache.get::<Generator>(&g.plugin))?;
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(feeds::run_feed(
             name.to_string(),
@@ -255,10 +254,7 @@ fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web:
     let mut set = crate::web::FeedSet::default();
     for feed in &plan.feeds {
         let generator = match &feed.generator {
-            Some(g) => Some((
-                blocking(|| cache.get::<Generator>(&g.plugin)).map_err(|e| anyhow::anyhow!(e))?,
-                g.clone(),
-            )),
+            Some(g) => Some((blocking(|| cache.get::<Generator>(&g.plugin))?, g.clone())),
             None => None,
         };
         set.add(&feed.name, generator);
@@ -361,8 +357,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             }
         }
         reload::build_chains(&mut cache, &plan)
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    })?;
     let chains = Arc::new(ArcSwap::from_pointee(Chains {
         generation: 0,
         feeds: initial,
