@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use pipehost::plugin::{PluginKind, PluginSettings};
+use pipehost::plugin::{Parser, PluginSettings, Transform};
 use pipehost::runtime::process::{FeedPlugins, Layout, ProcessedBatch, process};
 use pipehost::wire::aggregate;
 use pipehost::wire::message::{BatchMessage, MessageRecord};
@@ -72,11 +72,11 @@ fn forex_message() -> BatchMessage {
 fn run(parser: &str, msg: &BatchMessage) -> ProcessedBatch {
     let settings = PluginSettings::default();
     let plugins = FeedPlugins {
-        parser: load(parser, PluginKind::Parser, settings.clone())
+        parser: load::<Parser>(parser, settings.clone())
             .instantiate("{}")
             .unwrap(),
         transforms: vec![
-            load("forex_transform", PluginKind::Transform, settings)
+            load::<Transform>("forex_transform", settings)
                 .instantiate("{}")
                 .unwrap(),
         ],

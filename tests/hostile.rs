@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use pipehost::plugin::{Outcome, PluginError, PluginKind, PluginSettings, Tick};
+use pipehost::plugin::{
+    Generator, Outcome, Parser, PluginError, PluginKind, PluginSettings, Tick, Transform,
+    TransformInstance,
+};
 
-use crate::util::{event, load, plugin_dir, raw, root, wait_for};
+use crate::util::{event, load, load_any, plugin_dir, raw, root, wait_for};
 
 fn settings() -> PluginSettings {
     PluginSettings {
@@ -17,7 +20,7 @@ fn settings() -> PluginSettings {
 }
 
 /// After a failure the same handle serves a good batch on a fresh instance.
-fn assert_recovers(inst: &mut pipehost::plugin::PluginInstance) {
+fn assert_recovers(inst: &mut TransformInstance) {
     let out = inst
         .transform(&[event("fine"), event("also-fine")])
         .expect("a good batch after the failure");
@@ -27,7 +30,7 @@ fn assert_recovers(inst: &mut pipehost::plugin::PluginInstance) {
 
 #[test]
 fn a_looping_plugin_is_stopped_at_its_deadline() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     let err = inst.transform(&[event("loop")]).unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
@@ -47,7 +50,7 @@ fn a_looping_plugin_is_stopped_at_its_deadline() {
 
 #[test]
 fn a_plugin_allocating_past_its_cap_is_stopped() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     let err = inst.transform(&[event("alloc")]).unwrap_err();
     match &err {
@@ -63,7 +66,7 @@ fn a_plugin_allocating_past_its_cap_is_stopped() {
 
 #[test]
 fn a_trapping_plugin_is_reported_with_its_panic_message_and_replaced() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     let err = inst.transform(&[event("trap")]).unwrap_err();
     assert!(matches!(err, PluginError::Trap { .. }), "{err}");
@@ -77,7 +80,7 @@ fn a_trapping_plugin_is_reported_with_its_panic_message_and_replaced() {
 
 #[test]
 fn enormous_output_is_refused() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     // 20 events x 1000 = 20,000 outputs, over the cap of 10,000.
     let batch: Vec<_> = (0..20).map(|_| event("huge")).collect();
@@ -90,9 +93,8 @@ fn enormous_output_is_refused() {
 #[test]
 fn a_log_flood_is_capped_and_counted() {
     // A generous deadline: 200,000 host calls take a while in a debug build.
-    let plugin = load(
+    let plugin = load::<Transform>(
         "hostile",
-        PluginKind::Transform,
         PluginSettings {
             timeout: Duration::from_secs(60),
             ..settings()
@@ -110,7 +112,7 @@ fn a_log_flood_is_capped_and_counted() {
 
 #[test]
 fn crash_loops_are_quarantined_then_retried() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     for _ in 0..5 {
         let err = inst.transform(&[event("trap")]).unwrap_err();
@@ -137,9 +139,8 @@ fn crash_loops_are_quarantined_then_retried() {
 
 #[test]
 fn other_plugins_keep_serving_while_one_misbehaves() {
-    let slow = load(
+    let slow = load::<Transform>(
         "hostile",
-        PluginKind::Transform,
         PluginSettings {
             timeout: Duration::from_millis(1500),
             ..settings()
@@ -149,11 +150,7 @@ fn other_plugins_keep_serving_while_one_misbehaves() {
         let mut inst = slow.instantiate("{}").unwrap();
         inst.transform(&[event("loop")])
     });
-    let parser = load(
-        "forex_parser",
-        PluginKind::Parser,
-        PluginSettings::default(),
-    );
+    let parser = load::<Parser>("forex_parser", PluginSettings::default());
     let mut inst = parser.instantiate("{}").unwrap();
     let line = r#"{"pair":"EUR/USD","bid":1.0841,"ask":1.0843,"ts":"2026-11-23T08:00:00.123Z","venue":"EBS"}"#;
     let batch: Vec<_> = (0..100).map(|_| raw("forex", line)).collect();
@@ -173,7 +170,7 @@ fn other_plugins_keep_serving_while_one_misbehaves() {
 
 #[test]
 fn malformed_columns_are_a_contract_error_and_the_host_carries_on() {
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     for (mode, problem) in [
         ("bad-name", "event 0: dataset index"),
@@ -231,7 +228,7 @@ fn assert_stopped_in_time<T: std::fmt::Debug>(
 #[test]
 fn a_plugin_waiting_in_a_blocking_wasi_call_is_stopped_at_its_deadline() {
     let timeout = Duration::from_millis(300);
-    let plugin = load("hostile", PluginKind::Transform, settings());
+    let plugin = load::<Transform>("hostile", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     // `sleep`: std::thread::sleep, a clock subscription then `block`;
     // `poll`: `poll` on subscribe-instant and subscribe-duration an hour out.
@@ -255,11 +252,11 @@ fn a_plugin_sleeping_in_init_or_generate_is_stopped_at_its_deadline() {
         } else {
             PluginKind::Generator
         };
-        let plugin = load(name, kind, settings());
-        assert_stopped_in_time(name, timeout, || plugin.instantiate(r#"{"init":"sleep"}"#));
-        plugin.instantiate("{}").expect("a fresh instance starts");
+        let plugin = load_any(name, kind, settings());
+        assert_stopped_in_time(name, timeout, || plugin.check_init(r#"{"init":"sleep"}"#));
+        plugin.check_init("{}").expect("a fresh instance starts");
     }
-    let plugin = load("hostile_generator", PluginKind::Generator, settings());
+    let plugin = load::<Generator>("hostile_generator", settings());
     let mut inst = plugin.instantiate("{}").unwrap();
     let tick = |count| Tick {
         seed: 1,
@@ -354,11 +351,11 @@ fn plugin_log_lines_cannot_forge_host_log_lines_or_reach_the_terminal() {
 
 #[test]
 fn huge_plugin_error_strings_are_capped_and_escaped() {
-    let transform = load("hostile", PluginKind::Transform, settings());
+    let transform = load::<Transform>("hostile", settings());
     let err = transform
         .instantiate(r#"{"init":"huge-error"}"#)
         .unwrap_err();
-    let generator = load("hostile_generator", PluginKind::Generator, settings());
+    let generator = load::<Generator>("hostile_generator", settings());
     let init = generator
         .instantiate(r#"{"init":"huge-error"}"#)
         .unwrap_err();
@@ -405,9 +402,8 @@ fn rss() -> u64 {
 
 #[test]
 fn aliased_reasons_are_stopped_by_the_hostcall_copy_limit_and_memory_stays_flat() {
-    let plugin = load(
+    let plugin = load::<Transform>(
         "hostile",
-        PluginKind::Transform,
         PluginSettings {
             memory_cap: 64 << 20,
             timeout: Duration::from_secs(30),

@@ -2,9 +2,9 @@
 //! refused with an error naming the file, the world expected and what was
 //! found.
 
-use pipehost::plugin::{PluginError, PluginKind, PluginSettings};
+use pipehost::plugin::{Generator, Parser, PluginError, PluginKind, PluginSettings, Transform};
 
-use crate::util::{engine, load, plugin_path, raw};
+use crate::util::{engine, load, load_any, plugin_path, raw};
 
 const SHIPPED: [(&str, PluginKind); 9] = [
     ("forex_generator", PluginKind::Generator),
@@ -21,12 +21,12 @@ const SHIPPED: [(&str, PluginKind); 9] = [
 #[test]
 fn every_shipped_plugin_loads_as_its_world_and_starts() {
     for (name, kind) in SHIPPED {
-        let plugin = load(name, kind, PluginSettings::default());
+        let plugin = load_any(name, kind, PluginSettings::default());
         assert_eq!(plugin.kind(), kind);
-        assert_eq!(plugin.sha256().len(), 64);
-        assert!(plugin.version().starts_with(&format!("{name}@")));
+        assert_eq!(plugin.info().sha256().len(), 64);
+        assert!(plugin.info().version().starts_with(&format!("{name}@")));
         plugin
-            .instantiate("{}")
+            .check_init("{}")
             .unwrap_or_else(|e| panic!("{name} refused the empty config: {e}"));
     }
 }
@@ -35,7 +35,7 @@ fn every_shipped_plugin_loads_as_its_world_and_starts() {
 fn a_plugin_of_another_world_is_refused_naming_both() {
     let path = plugin_path("forex_generator");
     let err = engine()
-        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&path, PluginSettings::default())
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
@@ -53,11 +53,47 @@ fn a_plugin_of_another_world_is_refused_naming_both() {
     );
 }
 
+/// Every shipped plugin asked for as either other role is refused at load
+/// time, naming the world wanted and what it is; a loaded plugin is only
+/// ever handed out as its own role.
+#[test]
+fn every_plugin_is_refused_as_another_role() {
+    for (name, kind) in SHIPPED {
+        for other in PluginKind::ALL.into_iter().filter(|k| *k != kind) {
+            let err = engine()
+                .load_any(&plugin_path(name), other, PluginSettings::default())
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("{name}.wasm"))
+                    && msg.contains(other.world())
+                    && msg.contains(&format!("a {} plugin", kind.world())),
+                "{name} as a {other}: {msg}"
+            );
+        }
+        let plugin = load_any(name, kind, PluginSettings::default());
+        assert_eq!(
+            (
+                plugin.clone().into_role::<Generator>().is_some(),
+                plugin.clone().into_role::<Parser>().is_some(),
+                plugin.into_role::<Transform>().is_some(),
+            ),
+            (
+                kind == PluginKind::Generator,
+                kind == PluginKind::Parser,
+                kind == PluginKind::Transform,
+            ),
+            "{name} is handed out as a {kind} only"
+        );
+    }
+}
+
 #[test]
 fn a_plugin_built_for_a_future_contract_version_is_refused() {
     let path = plugin_path("future_version");
     let err = engine()
-        .load(&path, PluginKind::Transform, PluginSettings::default())
+        .load::<Transform>(&path, PluginSettings::default())
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{msg}");
@@ -74,19 +110,10 @@ fn a_plugin_built_for_a_future_contract_version_is_refused() {
 
 #[test]
 fn a_plugin_built_for_the_frozen_0_1_0_contract_loads_and_parses() {
-    let plugin = load(
-        "legacy_parser",
-        PluginKind::Parser,
-        PluginSettings::default(),
-    );
+    let plugin = load::<Parser>("legacy_parser", PluginSettings::default());
     assert_eq!(plugin.contract_version(), "0.1.0");
     assert_eq!(
-        load(
-            "forex_parser",
-            PluginKind::Parser,
-            PluginSettings::default()
-        )
-        .contract_version(),
+        load::<Parser>("forex_parser", PluginSettings::default()).contract_version(),
         "0.2.0"
     );
     let mut inst = plugin.instantiate("{}").unwrap();
@@ -106,11 +133,7 @@ fn a_plugin_built_for_the_frozen_0_1_0_contract_loads_and_parses() {
     assert!(matches!(err, PluginError::InitRejected { .. }), "{err}");
     // Asked for as a transform, it is refused naming what it is.
     let err = engine()
-        .load(
-            &plugin_path("legacy_parser"),
-            PluginKind::Transform,
-            PluginSettings::default(),
-        )
+        .load::<Transform>(&plugin_path("legacy_parser"), PluginSettings::default())
         .unwrap_err();
     assert!(
         err.to_string()
@@ -126,7 +149,7 @@ fn not_a_component_is_refused_clearly() {
     // The smallest valid core module: magic + version 1.
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let err = engine()
-        .load(&core, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&core, PluginSettings::default())
         .unwrap_err();
     assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
     assert!(err.to_string().contains("core WebAssembly module"), "{err}");
@@ -135,7 +158,7 @@ fn not_a_component_is_refused_clearly() {
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"#!/bin/sh\necho not wasm\n").unwrap();
     let err = engine()
-        .load(&garbage, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&garbage, PluginSettings::default())
         .unwrap_err();
     assert!(err.to_string().contains("not WebAssembly at all"), "{err}");
 
@@ -144,21 +167,21 @@ fn not_a_component_is_refused_clearly() {
     let partial = dir.path().join("partial.wasm");
     std::fs::write(&partial, &bytes[..bytes.len() / 2]).unwrap();
     let err = engine()
-        .load(&partial, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&partial, PluginSettings::default())
         .unwrap_err();
     assert!(matches!(err, PluginError::Invalid { .. }), "{err}");
     assert!(err.to_string().contains("partial.wasm"), "{err}");
 
     let missing = dir.path().join("missing.wasm");
     let err = engine()
-        .load(&missing, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&missing, PluginSettings::default())
         .unwrap_err();
     assert!(matches!(err, PluginError::Read { .. }), "{err}");
 }
 
 #[test]
 fn a_refused_or_crashing_init_is_a_load_time_error() {
-    let plugin = load("hostile", PluginKind::Transform, PluginSettings::default());
+    let plugin = load::<Transform>("hostile", PluginSettings::default());
     let err = plugin.instantiate(r#"{"init":"error"}"#).unwrap_err();
     assert!(matches!(err, PluginError::InitRejected { .. }), "{err}");
     assert!(err.to_string().contains("refused on purpose"), "{err}");
@@ -182,7 +205,7 @@ fn the_compiled_code_cache_is_hit_on_a_second_engine() {
     let path = plugin_path("news_parser");
     let first = pipehost::plugin::PluginEngine::new(settings.clone()).unwrap();
     first
-        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&path, PluginSettings::default())
         .unwrap();
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(entries.len(), 1, "one cache entry written");
@@ -191,13 +214,13 @@ fn the_compiled_code_cache_is_hit_on_a_second_engine() {
     let entry = entries[0].as_ref().unwrap().path();
     let second = pipehost::plugin::PluginEngine::new(settings.clone()).unwrap();
     let p = second
-        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&path, PluginSettings::default())
         .unwrap();
     p.instantiate("{}").unwrap();
     std::fs::write(&entry, b"corrupt").unwrap();
     let third = pipehost::plugin::PluginEngine::new(settings).unwrap();
     let p = third
-        .load(&path, PluginKind::Parser, PluginSettings::default())
+        .load::<Parser>(&path, PluginSettings::default())
         .unwrap();
     p.instantiate("{}").unwrap();
     assert!(
@@ -230,18 +253,10 @@ fn a_cache_directory_others_can_write_is_not_trusted() {
     assert_eq!(mode & 0o777, 0o700, "created 0700");
     let settings_default = PluginSettings::default();
     let news = first
-        .load(
-            &plugin_path("news_parser"),
-            PluginKind::Parser,
-            settings_default.clone(),
-        )
+        .load::<Parser>(&plugin_path("news_parser"), settings_default.clone())
         .unwrap();
     let forex = first
-        .load(
-            &plugin_path("forex_parser"),
-            PluginKind::Parser,
-            settings_default.clone(),
-        )
+        .load::<Parser>(&plugin_path("forex_parser"), settings_default.clone())
         .unwrap();
     // Someone who can write the directory puts other machine code (here the
     // forex parser's) under the news parser's name.
@@ -252,11 +267,7 @@ fn a_cache_directory_others_can_write_is_not_trusted() {
     let second = pipehost::plugin::PluginEngine::new(settings).unwrap();
     assert_eq!(second.cache_dir(), None, "the open directory is refused");
     let news = second
-        .load(
-            &plugin_path("news_parser"),
-            PluginKind::Parser,
-            settings_default,
-        )
+        .load::<Parser>(&plugin_path("news_parser"), settings_default)
         .unwrap();
     let line = r#"ts=2026-11-23T08:00:00Z id=n-1 source=AP symbols=AAPL headline="Up""#;
     let out = news

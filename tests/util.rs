@@ -7,8 +7,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pipehost::plugin::{
-    EngineSettings, Event, Field, Plugin, PluginEngine, PluginKind, PluginSettings, RawRecord,
-    Source, Value,
+    AnyPlugin, EngineSettings, Event, Field, Plugin, PluginEngine, PluginKind, PluginSettings,
+    RawRecord, Role, Source, Value,
 };
 
 /// The repository root.
@@ -63,16 +63,25 @@ pub fn engine() -> &'static PluginEngine {
     })
 }
 
-/// Loads a built plugin once per (name, kind, settings) for the whole run.
-pub fn load(name: &str, kind: PluginKind, settings: PluginSettings) -> Plugin {
-    static LOADED: OnceLock<Mutex<HashMap<String, Plugin>>> = OnceLock::new();
+/// Loads a built plugin as the role `R` once per (name, role, settings)
+/// for the whole run: `load::<Transform>("hostile", settings)`.
+pub fn load<R: Role>(name: &str, settings: PluginSettings) -> Plugin<R> {
+    load_any(name, R::KIND, settings)
+        .into_role()
+        .expect("loaded as its role")
+}
+
+/// Loads a built plugin as a `kind` plugin, once per (name, kind,
+/// settings) for the whole run.
+pub fn load_any(name: &str, kind: PluginKind, settings: PluginSettings) -> AnyPlugin {
+    static LOADED: OnceLock<Mutex<HashMap<String, AnyPlugin>>> = OnceLock::new();
     let key = format!("{name}/{kind}/{settings:?}");
     let map = LOADED.get_or_init(Default::default);
     if let Some(p) = map.lock().unwrap().get(&key) {
         return p.clone();
     }
     let plugin = engine()
-        .load(&plugin_path(name), kind, settings)
+        .load_any(&plugin_path(name), kind, settings)
         .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     map.lock().unwrap().insert(key, plugin.clone());
     plugin

@@ -18,11 +18,14 @@
 //! functions) and `perf report --no-children --sort dso,sym`.
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pipehost::event::LineWriter;
-use pipehost::plugin::{Chain, EngineSettings, PluginEngine, PluginKind, PluginSettings, RawBatch};
+use pipehost::plugin::{
+    Chain, EngineSettings, Parser, ParserInstance, Plugin, PluginEngine, PluginSettings, RawBatch,
+    Role, Transform, TransformInstance,
+};
 use pipehost_guest::types::{RawRecord as GuestRaw, Source as GuestSource};
 use pipehost_guest::{GeneratorPlugin, ParserPlugin, Plugin, TransformPlugin};
 
@@ -157,8 +160,8 @@ fn native_parse(feed: &str, batches: &[Vec<GuestRaw>]) -> usize {
 }
 
 fn wasm_chain(
-    parser: &mut pipehost::plugin::PluginInstance,
-    transform: &mut pipehost::plugin::PluginInstance,
+    parser: &mut ParserInstance,
+    transform: &mut TransformInstance,
     batches: &[RawBatch],
 ) -> usize {
     let mut kept = 0;
@@ -196,12 +199,14 @@ fn main() {
         ..Default::default()
     })
     .expect("engine");
-    let load = |name: &str, kind| {
+    fn load_as<R: Role>(engine: &PluginEngine, dir: &Path, name: &str) -> Plugin<R> {
         let path = dir.join(format!("{name}.wasm"));
         engine
-            .load(&path, kind, PluginSettings::default())
+            .load(&path, PluginSettings::default())
             .unwrap_or_else(|e| panic!("{e} (run ./x build-plugins first)"))
-    };
+    }
+    let parser = |name: &str| load_as::<Parser>(&engine, &dir, name);
+    let transform = |name: &str| load_as::<Transform>(&engine, &dir, name);
 
     println!("pipehost plugin-path benchmark");
     println!(
@@ -220,8 +225,8 @@ fn main() {
     println!();
 
     // Boundary cost: an empty batch and a one-record batch, instance reused.
-    let parser = load("forex_parser", PluginKind::Parser);
-    let mut inst = parser.instantiate("{}").unwrap();
+    let forex = parser("forex_parser");
+    let mut inst = forex.instantiate("{}").unwrap();
     let calls = if quick { 2_000 } else { 100_000 };
     let empty_batch = RawBatch::new("forex", "shard-0");
     let (empty, _) = best(reps, || {
@@ -239,7 +244,7 @@ fn main() {
     });
     let (fresh, _) = best(reps, || {
         for _ in 0..(calls / 50).max(10) {
-            black_box(parser.instantiate("{}").unwrap());
+            black_box(forex.instantiate("{}").unwrap());
         }
     });
     // A parsed batch of 1000 forex events (3 fields each) into a transform
@@ -251,7 +256,7 @@ fn main() {
         raw.push(l, &i.to_string(), "", 0);
     }
     let events = inst.parse_batch(&raw).unwrap().events;
-    let keep_all = load("hostile", PluginKind::Transform);
+    let keep_all = transform("hostile");
     let mut keep_all = keep_all.instantiate("{}").unwrap();
     let round_trips = (calls / 200).max(10);
     let (echo, _) = best(reps, || {
@@ -317,8 +322,8 @@ fn main() {
                 b
             })
             .collect();
-        let p = load(&format!("{feed}_parser"), PluginKind::Parser);
-        let t = load(&format!("{feed}_transform"), PluginKind::Transform);
+        let p = parser(&format!("{feed}_parser"));
+        let t = transform(&format!("{feed}_transform"));
         let mut pi = p.instantiate("{}").unwrap();
         let mut ti = t.instantiate("{}").unwrap();
         let mut lines = Vec::with_capacity(1 << 20);

@@ -13,7 +13,7 @@
 //!
 //! The owned per-event types ([`Event`], [`RawRecord`], …) remain for
 //! fixtures, tests and the compatibility calls
-//! ([`super::PluginInstance::parse`], [`super::PluginInstance::transform`]).
+//! (a parser instance's `parse`, a transform instance's `transform`).
 
 use std::collections::HashMap;
 use std::ops::Range;

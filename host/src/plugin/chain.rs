@@ -16,7 +16,8 @@
 
 use super::batch::{BatchOutcome, Event, EventBatch, RawBatch};
 use super::error::PluginError;
-use super::instance::PluginInstance;
+use super::parser::ParserInstance;
+use super::transform::TransformInstance;
 
 /// Where in the chain a record was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub struct Chain {
 
 impl Chain {
     /// Parses `raw` with `parser`: the chain's first stage.
-    pub fn parse(parser: &mut PluginInstance, raw: &RawBatch) -> Result<Self, PluginError> {
+    pub fn parse(parser: &mut ParserInstance, raw: &RawBatch) -> Result<Self, PluginError> {
         let parsed = parser.parse_batch(raw)?;
         let mut chain = Chain {
             origins: Vec::with_capacity(parsed.events.len()),
@@ -79,7 +80,7 @@ impl Chain {
     /// `position`-th transform. Without events left it is not called.
     pub fn transform(
         &mut self,
-        transform: &mut PluginInstance,
+        transform: &mut TransformInstance,
         position: usize,
     ) -> Result<(), PluginError> {
         if self.events.is_empty() {

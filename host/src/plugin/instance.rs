@@ -7,26 +7,24 @@
 //! many calls in a row is quarantined with exponential backoff so a crash
 //! loop cannot eat the host. Instances are also recycled after a number of
 //! calls or past a memory high-water mark, since linear memory never shrinks.
+//!
+//! [`PluginInstance`] is generic over the plugin's role; the calls a role
+//! has (and their conversion at each contract version) are in the role's
+//! file, built on [`PluginInstance::call`] here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::batch::{
-    self, Event, EventBatch, GeneratedBatch, Outcome, Parsed, RawBatch, RawRecord, Tick,
-    Transformed,
-};
-use super::bindings::exports::pipehost::plugin::{generator, parser, transformer};
-use super::bindings_v0_1::exports::pipehost::plugin::{
-    generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
-};
+use super::PluginSettings;
+use super::batch;
 use super::deadline::DeadlineExceeded;
 use super::engine::EPOCH_TICK;
 use super::error::{GUEST_ERROR_BYTES, PluginError};
 use super::guest_log::{GuestLog, guest_text};
-use super::legacy;
-use super::load::{Exports, Plugin};
+use super::load::Plugin;
+use super::role::Role;
 use super::state::HostState;
 
 /// Failed calls in a row before the plugin is quarantined.
@@ -35,18 +33,9 @@ const QUARANTINE_AFTER: u32 = 5;
 const QUARANTINE_BASE: Duration = Duration::from_millis(500);
 const QUARANTINE_MAX: Duration = Duration::from_secs(60);
 
-enum Guest {
-    Generator(generator::Guest),
-    Parser(parser::Guest),
-    Transformer(transformer::Guest),
-    GeneratorV0_1(generator_v0_1::Guest),
-    ParserV0_1(parser_v0_1::Guest),
-    TransformerV0_1(transformer_v0_1::Guest),
-}
-
-struct Live {
+struct Live<G> {
     store: Store<HostState>,
-    guest: Guest,
+    guest: G,
     calls: u64,
 }
 
@@ -64,17 +53,19 @@ pub struct InstanceStats {
     pub log_messages_dropped: u64,
 }
 
-/// A plugin bound to its configuration, with a live instance.
-pub struct PluginInstance {
-    plugin: Plugin,
+/// A plugin of the role `R` bound to its configuration, with a live
+/// instance. Its calls are the role's (`parser.rs`, `transform.rs`,
+/// `generator.rs`); everything around a call is here.
+pub struct PluginInstance<R: Role> {
+    plugin: Plugin<R>,
     config: Arc<str>,
-    live: Option<Live>,
+    live: Option<Live<R::Guest>>,
     consecutive_failures: u32,
     quarantined_until: Option<Instant>,
     stats: InstanceStats,
 }
 
-impl std::fmt::Debug for PluginInstance {
+impl<R: Role> std::fmt::Debug for PluginInstance<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginInstance")
             .field("plugin", &self.plugin)
@@ -83,11 +74,11 @@ impl std::fmt::Debug for PluginInstance {
     }
 }
 
-impl Plugin {
+impl<R: Role> Plugin<R> {
     /// Instantiates the plugin with its configuration (a JSON object) and
     /// calls its `init`. A refused configuration, or a plugin that traps in
     /// `init`, is an error here — the load-time gate.
-    pub fn instantiate(&self, config_json: &str) -> Result<PluginInstance, PluginError> {
+    pub fn instantiate(&self, config_json: &str) -> Result<PluginInstance<R>, PluginError> {
         let mut instance = PluginInstance {
             plugin: self.clone(),
             config: Arc::from(config_json),
@@ -101,8 +92,8 @@ impl Plugin {
     }
 }
 
-impl PluginInstance {
-    pub fn plugin(&self) -> &Plugin {
+impl<R: Role> PluginInstance<R> {
+    pub fn plugin(&self) -> &Plugin<R> {
         &self.plugin
     }
 
@@ -133,7 +124,7 @@ impl PluginInstance {
     }
 
     /// Creates the Store and instance and runs `init`.
-    fn ensure_live(&mut self) -> Result<&mut Live, PluginError> {
+    fn ensure_live(&mut self) -> Result<&mut Live<R::Guest>, PluginError> {
         if self.live.is_none() {
             let live = self.new_live()?;
             self.live = Some(live);
@@ -141,45 +132,30 @@ impl PluginInstance {
         Ok(self.live.as_mut().expect("just set"))
     }
 
-    fn new_live(&mut self) -> Result<Live, PluginError> {
-        let inner = &self.plugin.inner;
-        let settings = &inner.settings;
-        let log = GuestLog::new(inner.name.clone(), settings.log);
+    fn new_live(&mut self) -> Result<Live<R::Guest>, PluginError> {
+        let info = &self.plugin.info;
+        let settings = &info.settings;
+        let log = GuestLog::new(info.name.clone(), settings.log);
         let state = HostState::new(self.config.clone(), settings.memory_cap, log);
-        let mut store = Store::new(inner.engine.engine(), state);
+        let mut store = Store::new(info.engine.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(self.deadline_ticks());
         store.data_mut().start_call(settings.timeout);
         self.stats.instantiations += 1;
 
-        let instance = match inner.pre.instantiate(&mut store) {
+        let instance = match info.pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => return Err(self.classify(&mut store, e)),
         };
-        let loaded = match &inner.exports {
-            Exports::Generator(ix) => ix.load(&mut store, &instance).map(Guest::Generator),
-            Exports::Parser(ix) => ix.load(&mut store, &instance).map(Guest::Parser),
-            Exports::Transformer(ix) => ix.load(&mut store, &instance).map(Guest::Transformer),
-            Exports::GeneratorV0_1(ix) => ix.load(&mut store, &instance).map(Guest::GeneratorV0_1),
-            Exports::ParserV0_1(ix) => ix.load(&mut store, &instance).map(Guest::ParserV0_1),
-            Exports::TransformerV0_1(ix) => {
-                ix.load(&mut store, &instance).map(Guest::TransformerV0_1)
+        let guest = R::guest(&self.plugin.exports, &mut store, &instance).map_err(|e| {
+            PluginError::Instantiate {
+                plugin: self.name(),
+                detail: format!("{e:#}"),
             }
-        };
-        let guest = loaded.map_err(|e| PluginError::Instantiate {
-            plugin: self.name(),
-            detail: format!("{e:#}"),
         })?;
         store.set_epoch_deadline(self.deadline_ticks());
         store.data_mut().start_call(settings.timeout);
-        let init = match &guest {
-            Guest::Generator(g) => g.call_init(&mut store),
-            Guest::Parser(g) => g.call_init(&mut store),
-            Guest::Transformer(g) => g.call_init(&mut store),
-            Guest::GeneratorV0_1(g) => g.call_init(&mut store),
-            Guest::ParserV0_1(g) => g.call_init(&mut store),
-            Guest::TransformerV0_1(g) => g.call_init(&mut store),
-        };
+        let init = R::init(&guest, &mut store);
         flush_log(&store);
         match init {
             Ok(Ok(())) => Ok(Live {
@@ -238,12 +214,13 @@ impl PluginInstance {
         }
     }
 
-    /// Runs one call on a live instance with all the policies around it.
-    fn call<R>(
+    /// Runs one call on a live instance with all the policies around it:
+    /// `f` makes the call, `check` holds its answer to the output caps.
+    pub(super) fn call<A>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &Guest) -> wasmtime::Result<R>,
-        check: impl FnOnce(&R, &PluginSettings) -> Result<(), String>,
-    ) -> Result<R, PluginError> {
+        f: impl FnOnce(&mut Store<HostState>, &R::Guest) -> wasmtime::Result<A>,
+        check: impl FnOnce(&A, &PluginSettings) -> Result<(), String>,
+    ) -> Result<A, PluginError> {
         if let Some(until) = self.quarantined_until {
             let now = Instant::now();
             if now < until {
@@ -323,7 +300,7 @@ impl PluginInstance {
         }
     }
 
-    fn retire(&mut self, live: Live) {
+    fn retire(&mut self, live: Live<R::Guest>) {
         if let Ok(log) = live.store.data().log.lock() {
             self.stats.log_messages_dropped += log.dropped_total;
         }
@@ -341,197 +318,9 @@ impl PluginInstance {
         }
     }
 
-    fn is_current(&self) -> bool {
-        matches!(
-            self.plugin.inner.exports,
-            Exports::Generator(_) | Exports::Parser(_) | Exports::Transformer(_)
-        )
-    }
-
-    /// Generator: the records for one tick.
-    pub fn generate(&mut self, tick: Tick) -> Result<GeneratedBatch, PluginError> {
-        let out = if self.is_current() {
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::Generator(g) => g.call_generate(store, tick),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| match out {
-                    Ok(b) => check_len(
-                        b.record_key.len().max(b.record_data_end.len()),
-                        s.max_output_records,
-                        "records",
-                    )
-                    .and_then(|_| {
-                        let keys: usize = b.keys.iter().map(String::len).sum();
-                        check_bytes(b.data.len() + keys, s.max_output_bytes)
-                    }),
-                    Err(_) => Ok(()),
-                },
-            )?;
-            match out {
-                Ok(cols) => Ok(GeneratedBatch::check(cols).map_err(|d| self.contract(d))?),
-                Err(reason) => Err(reason),
-            }
-        } else {
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::GeneratorV0_1(g) => g.call_generate(store, legacy::tick(tick)),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| match out {
-                    Ok(records) => check_len(records.len(), s.max_output_records, "records")
-                        .and_then(|_| {
-                            let bytes: usize = records
-                                .iter()
-                                .map(|r| r.data.len() + r.partition_key.len())
-                                .sum();
-                            check_bytes(bytes, s.max_output_bytes)
-                        }),
-                    Err(_) => Ok(()),
-                },
-            )?;
-            out.map(legacy::generated)
-        };
-        out.map_err(|reason| PluginError::GenerateFailed {
-            plugin: self.name(),
-            reason: guest_text(&reason, GUEST_ERROR_BYTES),
-        })
-    }
-
-    /// Parser: one result per record of `batch`, in order, with the events
-    /// in columns. The answer is checked (see [`Parsed`]); a plugin that
-    /// breaks the contract fails the call with [`PluginError::Contract`].
-    pub fn parse_batch(&mut self, batch: &RawBatch) -> Result<Parsed, PluginError> {
-        let n = batch.len();
-        if self.is_current() {
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::Parser(g) => g.call_parse(store, &batch.cols),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| check_columns(&out.events, &out.reasons, s),
-            )?;
-            let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
-            Parsed::from_columns(events, out.record_events, out.rejected, out.reasons, n)
-                .map_err(|d| self.contract(d))
-        } else {
-            let records = legacy::raw_records(batch);
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::ParserV0_1(g) => g.call_parse(store, &records),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| {
-                    let events: usize = out.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
-                    check_len(events, s.max_output_records, "events")?;
-                    let bytes: usize = out
-                        .iter()
-                        .map(|r| match r {
-                            Ok(evs) => evs.iter().map(legacy::event_bytes).sum(),
-                            Err(reason) => reason.len(),
-                        })
-                        .sum();
-                    check_bytes(bytes, s.max_output_bytes)
-                },
-            )?;
-            if out.len() != n {
-                return Err(self.contract(format!(
-                    "parse returned {} results for {n} records (must be one per record)",
-                    out.len()
-                )));
-            }
-            let (events, results) = legacy::parsed(out);
-            Parsed::check(events, results, n).map_err(|d| self.contract(d))
-        }
-    }
-
-    /// Transform: one outcome per event of `batch`, in order, with the
-    /// output events in columns — ready to go into the next transform as
-    /// they are. Checked like [`Self::parse_batch`].
-    pub fn transform_batch(&mut self, batch: &EventBatch) -> Result<Transformed, PluginError> {
-        let n = batch.len();
-        if self.is_current() {
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::Transformer(g) => g.call_transform(store, &batch.cols),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| check_columns(&out.events, &out.reasons, s),
-            )?;
-            let events = EventBatch::check(out.events).map_err(|d| self.contract(d))?;
-            Transformed::from_columns(events, out.outcome_kind, out.outcome_events, out.reasons, n)
-                .map_err(|d| self.contract(d))
-        } else {
-            let events = legacy::events(batch);
-            let out = self.call(
-                |store, guest| match guest {
-                    Guest::TransformerV0_1(g) => g.call_transform(store, &events),
-                    _ => unreachable!("kind checked at load"),
-                },
-                |out, s| {
-                    use transformer_v0_1::Outcome;
-                    let events: usize = out
-                        .iter()
-                        .map(|o| match o {
-                            Outcome::Keep(_) => 1,
-                            Outcome::Split(evs) => evs.len(),
-                            Outcome::Drop | Outcome::Fail(_) => 0,
-                        })
-                        .sum();
-                    check_len(events, s.max_output_records, "events")?;
-                    let bytes: usize = out
-                        .iter()
-                        .map(|o| match o {
-                            Outcome::Keep(e) => legacy::event_bytes(e),
-                            Outcome::Split(evs) => evs.iter().map(legacy::event_bytes).sum(),
-                            Outcome::Fail(reason) => reason.len(),
-                            Outcome::Drop => 0,
-                        })
-                        .sum();
-                    check_bytes(bytes, s.max_output_bytes)
-                },
-            )?;
-            if out.len() != n {
-                return Err(self.contract(format!(
-                    "transform returned {} outcomes for {n} events (must be one per event)",
-                    out.len()
-                )));
-            }
-            let (events, outcomes) = legacy::transformed(out);
-            Transformed::check(events, outcomes, n).map_err(|d| self.contract(d))
-        }
-    }
-
-    /// Parser, on owned records: one result per record, in order. Records
-    /// of different feeds or shards go in separate calls (a raw batch has
-    /// one of each). For fixtures and tests; the processor uses
-    /// [`Self::parse_batch`].
-    pub fn parse(
-        &mut self,
-        records: &[RawRecord],
-    ) -> Result<Vec<Result<Vec<Event>, String>>, PluginError> {
-        let batches = RawBatch::from_records(records);
-        if batches.is_empty() {
-            // Still one call: an empty batch is a valid request.
-            return Ok(self.parse_batch(&RawBatch::new("", ""))?.to_results());
-        }
-        let mut out = Vec::with_capacity(records.len());
-        for b in &batches {
-            out.extend(self.parse_batch(b)?.to_results());
-        }
-        Ok(out)
-    }
-
-    /// Transform, on owned events: one outcome per event, in order. For
-    /// fixtures and tests; the processor uses [`Self::transform_batch`].
-    pub fn transform(&mut self, events: &[Event]) -> Result<Vec<Outcome>, PluginError> {
-        Ok(self
-            .transform_batch(&EventBatch::from_events(events))?
-            .to_outcomes())
-    }
-
-    fn contract(&mut self, detail: String) -> PluginError {
+    /// Fails the call for an answer that breaks the contract: the
+    /// instance is replaced like after a trap.
+    pub(super) fn contract(&mut self, detail: String) -> PluginError {
         let err = PluginError::Contract {
             plugin: self.name(),
             detail,
@@ -541,8 +330,6 @@ impl PluginInstance {
     }
 }
 
-use super::PluginSettings;
-
 fn flush_log(store: &Store<HostState>) {
     if let Ok(mut log) = store.data().log.lock() {
         log.flush();
@@ -551,31 +338,34 @@ fn flush_log(store: &Store<HostState>) {
 
 /// The output caps for a 0.2.0 answer: the events its columns claim, and
 /// their bytes plus the reasons'.
-fn check_columns(
-    events: &super::bindings::pipehost::plugin::types::EventBatch,
+pub(super) fn check_columns(
+    events: &batch::wit::EventBatch,
     reasons: &[String],
     s: &PluginSettings,
 ) -> Result<(), String> {
-    check_len(
-        batch::claimed_events(events),
-        s.max_output_records,
-        "events",
-    )?;
     let reasons: usize = reasons.iter().map(String::len).sum();
-    check_bytes(batch::approx_bytes(events) + reasons, s.max_output_bytes)
+    let bytes = batch::approx_bytes(events) + reasons;
+    check_output(batch::claimed_events(events), "events", bytes, s)
 }
 
-fn check_len(n: usize, max: usize, what: &str) -> Result<(), String> {
-    if n > max {
-        Err(format!("{n} {what}, over the cap of {max}"))
-    } else {
-        Ok(())
-    }
-}
-
-fn check_bytes(n: usize, max: usize) -> Result<(), String> {
-    if n > max {
-        Err(format!("{n} bytes, over the cap of {max}"))
+/// The output caps: at most `max_output_records` `what` (events or
+/// records) and `max_output_bytes` bytes in one answer.
+pub(super) fn check_output(
+    n: usize,
+    what: &str,
+    bytes: usize,
+    s: &PluginSettings,
+) -> Result<(), String> {
+    if n > s.max_output_records {
+        Err(format!(
+            "{n} {what}, over the cap of {}",
+            s.max_output_records
+        ))
+    } else if bytes > s.max_output_bytes {
+        Err(format!(
+            "{bytes} bytes, over the cap of {}",
+            s.max_output_bytes
+        ))
     } else {
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! plugin speaks.
 
 use super::batch::{
-    BatchOutcome, EventBatch, EventBatchBuilder, GeneratedBatch, RawBatch, Tick, ValueRef,
+    BatchOutcome, EventBatch, EventBatchBuilder, GeneratedBatch, Parsed, RawBatch, Tick,
+    Transformed, ValueRef,
 };
 use super::bindings_v0_1::exports::pipehost::plugin::{generator, transformer};
 use super::bindings_v0_1::pipehost::plugin::types as v1;
@@ -77,10 +78,9 @@ fn push(b: &mut EventBatchBuilder, e: &v1::Event) {
     );
 }
 
-/// A 0.1.0 parser's results as columns.
-pub(crate) fn parsed(
-    out: Vec<Result<Vec<v1::Event>, String>>,
-) -> (EventBatch, Vec<Result<u32, String>>) {
+/// A 0.1.0 parser's results as columns, checked like a 0.2.0 answer (one
+/// result per record of the `n` in the batch).
+pub(crate) fn parsed(out: Vec<Result<Vec<v1::Event>, String>>, n: usize) -> Result<Parsed, String> {
     let mut b = EventBatchBuilder::default();
     let results = out
         .into_iter()
@@ -93,11 +93,12 @@ pub(crate) fn parsed(
             })
         })
         .collect();
-    (b.finish(), results)
+    Parsed::check(b.finish(), results, n)
 }
 
-/// A 0.1.0 transform's outcomes as columns.
-pub(crate) fn transformed(out: Vec<transformer::Outcome>) -> (EventBatch, Vec<BatchOutcome>) {
+/// A 0.1.0 transform's outcomes as columns, checked like a 0.2.0 answer
+/// (one outcome per event of the `n` in the batch).
+pub(crate) fn transformed(out: Vec<transformer::Outcome>, n: usize) -> Result<Transformed, String> {
     let mut b = EventBatchBuilder::default();
     let outcomes = out
         .into_iter()
@@ -116,7 +117,7 @@ pub(crate) fn transformed(out: Vec<transformer::Outcome>) -> (EventBatch, Vec<Ba
             transformer::Outcome::Fail(reason) => BatchOutcome::Fail(reason),
         })
         .collect();
-    (b.finish(), outcomes)
+    Transformed::check(b.finish(), outcomes, n)
 }
 
 /// A 0.1.0 generator's records as columns.
@@ -131,8 +132,56 @@ pub(crate) fn generated(out: Vec<generator::Generated>) -> GeneratedBatch {
     GeneratedBatch::from_records(&records)
 }
 
+/// The size of a 0.1.0 parser's answer for the output caps: its events,
+/// and their bytes plus the reasons'.
+pub(crate) fn parsed_size(out: &[Result<Vec<v1::Event>, String>]) -> (usize, usize) {
+    let events = out.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
+    let bytes = out
+        .iter()
+        .map(|r| match r {
+            Ok(evs) => evs.iter().map(event_bytes).sum(),
+            Err(reason) => reason.len(),
+        })
+        .sum();
+    (events, bytes)
+}
+
+/// The size of a 0.1.0 transform's answer for the output caps: its output
+/// events, and their bytes plus the reasons'.
+pub(crate) fn transformed_size(out: &[transformer::Outcome]) -> (usize, usize) {
+    use transformer::Outcome;
+    let events = out
+        .iter()
+        .map(|o| match o {
+            Outcome::Keep(_) => 1,
+            Outcome::Split(evs) => evs.len(),
+            Outcome::Drop | Outcome::Fail(_) => 0,
+        })
+        .sum();
+    let bytes = out
+        .iter()
+        .map(|o| match o {
+            Outcome::Keep(e) => event_bytes(e),
+            Outcome::Split(evs) => evs.iter().map(event_bytes).sum(),
+            Outcome::Fail(reason) => reason.len(),
+            Outcome::Drop => 0,
+        })
+        .sum();
+    (events, bytes)
+}
+
+/// The size of a 0.1.0 generator's answer for the output caps: its
+/// records and their bytes.
+pub(crate) fn generated_size(out: &[generator::Generated]) -> (usize, usize) {
+    let bytes = out
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    (out.len(), bytes)
+}
+
 /// Approximate heap size of a 0.1.0 event, for the output-size cap.
-pub(crate) fn event_bytes(e: &v1::Event) -> usize {
+fn event_bytes(e: &v1::Event) -> usize {
     e.dataset.len()
         + e.partition_key.len()
         + 8

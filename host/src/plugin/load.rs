@@ -1,8 +1,9 @@
 //! Loading a plugin file: read, hash, check it is a component, compile (or
 //! hit the cache), check it targets the expected world and a contract
 //! version this host speaks (`0.2.x`, or the frozen `0.1.x`), and link it.
-//! The result, a [`Plugin`], is ready to instantiate.
+//! The result, a [`Plugin`] typed by its role, is ready to instantiate.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,14 +11,11 @@ use std::time::Instant;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::exports::pipehost::plugin::{generator, parser, transformer};
-use super::bindings_v0_1::exports::pipehost::plugin::{
-    generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
-};
 use super::engine::PluginEngine;
 use super::error::PluginError;
+use super::role::Role;
 use super::state::HostState;
-use super::{PluginKind, PluginSettings};
+use super::{Generator, Parser, PluginKind, PluginSettings, Transform};
 use crate::util::hex;
 
 /// The contract package every plugin export belongs to.
@@ -27,17 +25,6 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 /// Every contract version a plugin may be built against, newest first: the
 /// current one and the frozen ones under `wit/deps/` (any patch level).
 pub const CONTRACT_VERSIONS: [&str; 2] = [CONTRACT_VERSION, "0.1.0"];
-
-/// The typed export of a plugin, bound once at load time.
-#[derive(Clone)]
-pub(crate) enum Exports {
-    Generator(generator::GuestIndices),
-    Parser(parser::GuestIndices),
-    Transformer(transformer::GuestIndices),
-    GeneratorV0_1(generator_v0_1::GuestIndices),
-    ParserV0_1(parser_v0_1::GuestIndices),
-    TransformerV0_1(transformer_v0_1::GuestIndices),
-}
 
 /// Which of [`CONTRACT_VERSIONS`] a plugin export of `version` speaks
 /// (`0.2.7` speaks `0.2.0`), if any.
@@ -50,65 +37,139 @@ pub fn supported_contract(version: &str) -> Option<&'static str> {
     })
 }
 
-/// A compiled, checked and linked plugin. Cheap to clone. Instantiate it
-/// with [`Plugin::instantiate`].
-#[derive(Clone)]
-pub struct Plugin {
-    pub(crate) inner: Arc<PluginInner>,
+/// A compiled, checked and linked plugin of the role `R`: a
+/// [`Plugin<Parser>`] can only make parser instances. Cheap to clone.
+/// Instantiate it with [`Plugin::instantiate`]; what every plugin has
+/// (name, file, hash, settings) is its [`PluginInfo`].
+pub struct Plugin<R: Role> {
+    pub(crate) info: Arc<PluginInfo>,
+    pub(crate) exports: R::Exports,
 }
 
-pub(crate) struct PluginInner {
+impl<R: Role> Clone for Plugin<R> {
+    fn clone(&self) -> Self {
+        Self {
+            info: self.info.clone(),
+            exports: self.exports.clone(),
+        }
+    }
+}
+
+impl<R: Role> Deref for Plugin<R> {
+    type Target = PluginInfo;
+    fn deref(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+impl<R: Role> std::fmt::Debug for Plugin<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("kind", &R::KIND)
+            .field("sha256", &self.info.sha256)
+            .finish()
+    }
+}
+
+impl<R: Role> Plugin<R> {
+    pub fn kind(&self) -> PluginKind {
+        R::KIND
+    }
+
+    /// What every plugin has, whatever its role.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+/// A loaded plugin whose role is known only at run time (a fixture file
+/// names it): one of the three typed plugins.
+#[derive(Debug, Clone)]
+pub enum AnyPlugin {
+    Generator(Plugin<Generator>),
+    Parser(Plugin<Parser>),
+    Transform(Plugin<Transform>),
+}
+
+impl AnyPlugin {
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Self::Generator(_) => PluginKind::Generator,
+            Self::Parser(_) => PluginKind::Parser,
+            Self::Transform(_) => PluginKind::Transform,
+        }
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        match self {
+            Self::Generator(p) => p.info(),
+            Self::Parser(p) => p.info(),
+            Self::Transform(p) => p.info(),
+        }
+    }
+
+    /// The typed plugin, when it has the role `R`.
+    pub fn into_role<R: Role>(self) -> Option<Plugin<R>> {
+        R::from_any(self)
+    }
+
+    /// Starts an instance with `config_json` (running `init`) and drops it:
+    /// the load-time gate, for any role.
+    pub fn check_init(&self, config_json: &str) -> Result<(), PluginError> {
+        match self {
+            Self::Generator(p) => p.instantiate(config_json).map(drop),
+            Self::Parser(p) => p.instantiate(config_json).map(drop),
+            Self::Transform(p) => p.instantiate(config_json).map(drop),
+        }
+    }
+}
+
+impl<R: Role> From<Plugin<R>> for AnyPlugin {
+    fn from(plugin: Plugin<R>) -> Self {
+        R::into_any(plugin)
+    }
+}
+
+/// What every loaded plugin has, whatever its role: its file, identity and
+/// settings, and the linked component it is instantiated from.
+pub struct PluginInfo {
     pub(crate) engine: PluginEngine,
     pub(crate) name: Arc<str>,
     pub(crate) path: PathBuf,
     pub(crate) sha256: String,
-    pub(crate) kind: PluginKind,
     pub(crate) pre: InstancePre<HostState>,
-    pub(crate) exports: Exports,
     /// The contract version the plugin was built against (`0.2.0`, `0.1.0`).
     pub(crate) contract: &'static str,
     pub(crate) settings: PluginSettings,
     pub(crate) size: usize,
 }
 
-impl std::fmt::Debug for Plugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("name", &self.inner.name)
-            .field("kind", &self.inner.kind)
-            .field("sha256", &self.inner.sha256)
-            .finish()
-    }
-}
-
-impl Plugin {
+impl PluginInfo {
     /// Display name: the file stem, e.g. `forex_parser`.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.name
     }
     pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-    pub fn kind(&self) -> PluginKind {
-        self.inner.kind
+        &self.path
     }
     /// Hex SHA-256 of the component file: the plugin's version identity.
     pub fn sha256(&self) -> &str {
-        &self.inner.sha256
+        &self.sha256
     }
     /// Short form of [`Self::sha256`] used in lineage (`name@abcdef012345`).
     pub fn version(&self) -> String {
-        format!("{}@{}", self.inner.name, &self.inner.sha256[..12])
+        format!("{}@{}", self.name, &self.sha256[..12])
     }
     pub fn settings(&self) -> &PluginSettings {
-        &self.inner.settings
+        &self.settings
     }
     /// The contract version the plugin speaks: one of [`CONTRACT_VERSIONS`].
     pub fn contract_version(&self) -> &'static str {
-        self.inner.contract
+        self.contract
     }
     pub fn size(&self) -> usize {
-        self.inner.size
+        self.size
     }
 }
 
@@ -204,28 +265,63 @@ fn check_world(
 }
 
 impl PluginEngine {
-    /// Loads the plugin at `path`, which must target `kind`'s world.
-    pub fn load(
+    /// Loads the plugin at `path`, which must target the world of the role
+    /// `R`: `engine.load::<Parser>(path, settings)` gives a plugin that can
+    /// only parse, and a generator's file is refused here, by name.
+    pub fn load<R: Role>(
+        &self,
+        path: &Path,
+        settings: PluginSettings,
+    ) -> Result<Plugin<R>, PluginError> {
+        let bytes = read(path)?;
+        self.load_bytes(path, &bytes, settings)
+    }
+
+    /// Like [`Self::load`], for bytes already in memory (`path` names them).
+    pub fn load_bytes<R: Role>(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        settings: PluginSettings,
+    ) -> Result<Plugin<R>, PluginError> {
+        let kind = R::KIND;
+        let (info, contract) = self.link(path, bytes, kind, settings)?;
+        let exports = R::bind(&info.pre, contract).map_err(|e| PluginError::WrongWorld {
+            path: path.to_owned(),
+            expected: kind.world(),
+            export: format!("{PACKAGE}/{}@{contract}", kind.interface()),
+            found: format!("an export of that name with the wrong shape: {e:#}"),
+        })?;
+        Ok(Plugin {
+            info: Arc::new(info),
+            exports,
+        })
+    }
+
+    /// Loads the plugin at `path` as a `kind` plugin, for when the role is
+    /// known only at run time (fixture files name it).
+    pub fn load_any(
         &self,
         path: &Path,
         kind: PluginKind,
         settings: PluginSettings,
-    ) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        self.load_bytes(path, &bytes, kind, settings)
+    ) -> Result<AnyPlugin, PluginError> {
+        match kind {
+            PluginKind::Generator => self.load::<Generator>(path, settings).map(Into::into),
+            PluginKind::Parser => self.load::<Parser>(path, settings).map(Into::into),
+            PluginKind::Transform => self.load::<Transform>(path, settings).map(Into::into),
+        }
     }
 
-    /// Like [`Self::load`], for bytes already in memory (`path` names them).
-    pub fn load_bytes(
+    /// Checks, compiles (or hits the cache) and links a component that must
+    /// export `kind`'s interface; returns it with the contract it speaks.
+    fn link(
         &self,
         path: &Path,
         bytes: &[u8],
         kind: PluginKind,
         settings: PluginSettings,
-    ) -> Result<Plugin, PluginError> {
+    ) -> Result<(PluginInfo, &'static str), PluginError> {
         check_header(path, bytes)?;
         let sha256 = content_hash(bytes);
         let started = Instant::now();
@@ -249,33 +345,6 @@ impl PluginEngine {
                 path: path.to_owned(),
                 detail: format!("{e:#}"),
             })?;
-        let shape = |e: wasmtime::Error| PluginError::WrongWorld {
-            path: path.to_owned(),
-            expected: kind.world(),
-            export: format!("{PACKAGE}/{}@{contract}", kind.interface()),
-            found: format!("an export of that name with the wrong shape: {e:#}"),
-        };
-        let current = contract == CONTRACT_VERSION;
-        let exports = match (kind, current) {
-            (PluginKind::Generator, true) => {
-                Exports::Generator(generator::GuestIndices::new(&pre).map_err(shape)?)
-            }
-            (PluginKind::Parser, true) => {
-                Exports::Parser(parser::GuestIndices::new(&pre).map_err(shape)?)
-            }
-            (PluginKind::Transform, true) => {
-                Exports::Transformer(transformer::GuestIndices::new(&pre).map_err(shape)?)
-            }
-            (PluginKind::Generator, false) => {
-                Exports::GeneratorV0_1(generator_v0_1::GuestIndices::new(&pre).map_err(shape)?)
-            }
-            (PluginKind::Parser, false) => {
-                Exports::ParserV0_1(parser_v0_1::GuestIndices::new(&pre).map_err(shape)?)
-            }
-            (PluginKind::Transform, false) => {
-                Exports::TransformerV0_1(transformer_v0_1::GuestIndices::new(&pre).map_err(shape)?)
-            }
-        };
         if settings.memory_cap > self.settings().max_memory_bytes {
             return Err(PluginError::Invalid {
                 path: path.to_owned(),
@@ -290,28 +359,22 @@ impl PluginEngine {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        Ok(Plugin {
-            inner: Arc::new(PluginInner {
-                engine: self.clone(),
-                name: Arc::from(name),
-                path: path.to_owned(),
-                sha256,
-                kind,
-                pre,
-                exports,
-                contract,
-                settings,
-                size: bytes.len(),
-            }),
-        })
+        let info = PluginInfo {
+            engine: self.clone(),
+            name: Arc::from(name),
+            path: path.to_owned(),
+            sha256,
+            pre,
+            contract,
+            settings,
+            size: bytes.len(),
+        };
+        Ok((info, contract))
     }
 
     /// Reports what a component file is: its worlds, exports and imports.
     pub fn inspect(&self, path: &Path) -> Result<Inspection, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read(path)?;
         check_header(path, &bytes)?;
         let sha256 = content_hash(&bytes);
         let (component, _) = self
@@ -359,6 +422,13 @@ pub struct Inspection {
     pub contracts: Vec<String>,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PluginError> {
+    std::fs::read(path).map_err(|source| PluginError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A plugin file's identity: the hex SHA-256 of its bytes (what

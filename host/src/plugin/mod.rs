@@ -7,11 +7,24 @@
 //!
 //! ```text
 //!  PluginEngine::new(EngineSettings)        one per process: Engine + Linker + epoch ticker
-//!      └─ .load(path, PluginKind, PluginSettings) -> Plugin
+//!      └─ .load::<Parser>(path, PluginSettings) -> Plugin<Parser>  (= ParserPlugin)
 //!             read → header check → compile (cache) → world/version check → link
-//!             └─ .instantiate(config_json) -> PluginInstance   (calls init)
-//!                    └─ .generate(tick) / .parse_batch(raw) / .transform_batch(events)
+//!             └─ .instantiate(config_json) -> PluginInstance<Parser>  (calls init)
+//!                    └─ .parse_batch(raw)
 //! ```
+//!
+//! The role is a type ([`Parser`], [`Transform`], [`Generator`]): a
+//! [`ParserInstance`] has `parse_batch`, a [`TransformInstance`]
+//! `transform_batch`, a [`GeneratorInstance`] `generate`, and asking one for
+//! another's call does not compile. [`PluginEngine::load_any`] loads a plugin
+//! whose role is known only at run time, as an [`AnyPlugin`].
+//!
+//! Files: `load.rs` (loading, [`Plugin`], [`PluginInfo`]), `instance.rs`
+//! (what every call goes through: deadline, memory cap, output caps,
+//! replacement after a failure, quarantine, recycling), `role.rs` and one
+//! file per role (`parser.rs`, `transform.rs`, `generator.rs`: the role's
+//! calls, dispatched on the contract version once per call), `legacy.rs`
+//! (the `0.1.0` conversions).
 //!
 //! Batches cross the boundary in the columns of contract `0.2.0`
 //! ([`batch`]): a [`RawBatch`] in, an [`EventBatch`] out of a parser and in
@@ -20,8 +33,8 @@
 //! building per-event structs in between. Plugins built against the frozen
 //! `0.1.0` are converted inside this module (`legacy.rs`), so callers never
 //! know which version a plugin speaks and a chain may mix them.
-//! [`PluginInstance::parse`] and [`PluginInstance::transform`] take and give
-//! owned events, for fixtures and tests.
+//! A parser instance's `parse` and a transform instance's `transform` take
+//! and give owned events, for fixtures and tests.
 //!
 //! A `PluginInstance` is not `Sync`: give each worker its own. Calls cross the
 //! boundary once per batch.
@@ -34,11 +47,15 @@ mod chain;
 mod deadline;
 mod engine;
 mod error;
+mod generator;
 mod guest_log;
 mod instance;
 mod legacy;
 mod load;
+mod parser;
+mod role;
 mod state;
+mod transform;
 
 use std::time::Duration;
 
@@ -50,12 +67,16 @@ pub use batch::{
 pub use chain::{Chain, Rejected, Stage};
 pub use engine::{EPOCH_TICK, EngineSettings, PluginEngine, default_cache_dir};
 pub use error::PluginError;
+pub use generator::{Generator, GeneratorInstance, GeneratorPlugin};
 pub use guest_log::LogLimits;
 pub use instance::{InstanceStats, PluginInstance};
 pub use load::{
-    CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, Plugin, content_hash,
-    supported_contract,
+    AnyPlugin, CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, Plugin, PluginInfo,
+    content_hash, supported_contract,
 };
+pub use parser::{Parser, ParserInstance, ParserPlugin};
+pub use role::Role;
+pub use transform::{Transform, TransformInstance, TransformPlugin};
 
 /// The three plugin roles, one world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

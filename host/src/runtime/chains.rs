@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use crate::plugin::Plugin;
+use crate::plugin::{ParserPlugin, TransformPlugin};
 
 /// The plugins of one feed, loaded once; each worker instantiates its own.
 #[derive(Clone)]
 pub struct FeedChain {
-    pub parser: (Plugin, String),
-    pub transforms: Vec<(Plugin, String)>,
+    pub parser: (ParserPlugin, String),
+    pub transforms: Vec<(TransformPlugin, String)>,
 }
 
 /// The plugins workers use, with the generation that identifies the set.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
-use crate::plugin::{Plugin, PluginInstance, Tick};
+use crate::plugin::{GeneratorInstance, GeneratorPlugin, Tick};
 use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
 use crate::wire::aggregate;
@@ -111,7 +111,7 @@ pub fn producer_name(feed: &str) -> String {
 pub async fn run_feed(
     feed: String,
     plan: GeneratorPlan,
-    plugin: Plugin,
+    plugin: GeneratorPlugin,
     stream: Arc<dyn Stream>,
     stats: Arc<Stats>,
     budget: Arc<Budget>,
@@ -123,7 +123,7 @@ pub async fn run_feed(
         .await?
         .unwrap_or_default();
     let (mut number, mut total) = (position.next, position.records);
-    let mut instance: Option<PluginInstance> = Some(super::blocking(|| {
+    let mut instance: Option<GeneratorInstance> = Some(super::blocking(|| {
         plugin.instantiate(&plan.plugin.config_json)
     })?);
     let mut ticker = tokio::time::interval(plan.interval);

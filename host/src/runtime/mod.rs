@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
-use crate::plugin::{EngineSettings, PluginEngine, PluginKind};
+use crate::plugin::{EngineSettings, Generator, PluginEngine};
 use crate::telemetry::stats::{Snapshot, Stats, StatusLine};
 use chains::Chains;
 use reload::PluginCache;
@@ -191,7 +191,7 @@ impl Feeds {
         let Some(g) = &feed.generator else {
             return Ok(());
         };
-        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))?;
+        let plugin = blocking(|| cache.get::<Generator>(&g.plugin))?;
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(feeds::run_feed(
             name.to_string(),
@@ -252,10 +252,7 @@ fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web:
     let mut set = crate::web::FeedSet::default();
     for feed in &plan.feeds {
         let generator = match &feed.generator {
-            Some(g) => Some((
-                blocking(|| cache.get(&g.plugin, PluginKind::Generator))?,
-                g.clone(),
-            )),
+            Some(g) => Some((blocking(|| cache.get::<Generator>(&g.plugin))?, g.clone())),
             None => None,
         };
         set.add(&feed.name, generator);
@@ -354,7 +351,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let initial = blocking(|| {
         for feed in &plan.feeds {
             if let Some(g) = &feed.generator {
-                cache.get(&g.plugin, PluginKind::Generator)?;
+                cache.get::<Generator>(&g.plugin)?;
             }
         }
         reload::build_chains(&mut cache, &plan)

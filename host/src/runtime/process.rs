@@ -35,21 +35,22 @@ use serde_json::{Value as Json, json};
 use crate::backend::PutObject;
 use crate::event::{LineWriter, event_to_json, format_ms, write_json_str};
 use crate::plan::{KeyParts, KeyTemplate};
-use crate::plugin::{Chain, Event, PluginError, PluginInstance, RawBatch, Stage};
+use crate::plugin::{
+    Chain, Event, ParserInstance, PluginError, PluginInfo, RawBatch, Stage, TransformInstance,
+};
 use crate::wire::message::{BatchMessage, MessageRecord};
 
 /// A feed's parser and transform chain, owned by one worker.
 pub struct FeedPlugins {
-    pub parser: PluginInstance,
-    pub transforms: Vec<PluginInstance>,
+    pub parser: ParserInstance,
+    pub transforms: Vec<TransformInstance>,
 }
 
 impl FeedPlugins {
     /// `name@hash` of every plugin in the chain, comma-separated.
     pub fn versions(&self) -> String {
-        std::iter::once(&self.parser)
-            .chain(self.transforms.iter())
-            .map(|p| p.plugin().version())
+        std::iter::once(self.parser.plugin().version())
+            .chain(self.transforms.iter().map(|t| t.plugin().version()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -160,7 +161,7 @@ fn error_line(
     r: &MessageRecord,
     stage: &str,
     reason: &str,
-    plugin: Option<&PluginInstance>,
+    plugin: Option<&PluginInfo>,
     event: Option<&Event>,
 ) -> ErrorLine {
     let (feed, key) = r.feed_and_key();
@@ -168,8 +169,8 @@ fn error_line(
     let mut obj = json!({
         "stage": stage,
         "reason": reason,
-        "plugin": plugin.map(|p| p.plugin().name().to_string()),
-        "plugin_version": plugin.map(|p| p.plugin().version()),
+        "plugin": plugin.map(|p| p.name().to_string()),
+        "plugin_version": plugin.map(|p| p.version()),
         "feed": feed,
         "shard": msg.shard,
         "sequence": r.seq,
@@ -362,8 +363,8 @@ pub fn process(
         out.dropped += chain.dropped;
         for rejected in &chain.rejected {
             let (stage, plugin) = match rejected.stage {
-                Stage::Parse => ("parse", &plugins.parser),
-                Stage::Transform(k) => ("transform", &plugins.transforms[k]),
+                Stage::Parse => ("parse", plugins.parser.plugin().info()),
+                Stage::Transform(k) => ("transform", plugins.transforms[k].plugin().info()),
             };
             errors.push(error_line(
                 msg,
@@ -388,7 +389,10 @@ pub fn process(
                 .entry(event.dataset_index())
                 .or_insert_with(|| dataset_problem(event.dataset()));
             if let Some(reason) = bad {
-                let plugin = plugins.transforms.last().unwrap_or(&plugins.parser);
+                let plugin = match plugins.transforms.last() {
+                    Some(t) => t.plugin().info(),
+                    None => plugins.parser.plugin().info(),
+                };
                 let e = event.to_event();
                 errors.push(error_line(msg, r, "layout", reason, Some(plugin), Some(&e)));
                 continue;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::chains::{Chains, FeedChain};
 use crate::plan::{self, FeedPlan, Plan, PluginPlan};
-use crate::plugin::{Plugin, PluginEngine, PluginError, PluginKind};
+use crate::plugin::{AnyPlugin, Generator, Plugin, PluginEngine, PluginError, PluginKind, Role};
 
 /// Why a reload did not apply.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub struct Applied {
 pub struct PluginCache {
     engine: PluginEngine,
     /// (path, kind) -> loaded plugin.
-    loaded: HashMap<(PathBuf, PluginKind), Plugin>,
+    loaded: HashMap<(PathBuf, PluginKind), AnyPlugin>,
 }
 
 impl PluginCache {
@@ -71,7 +71,7 @@ impl PluginCache {
     /// The plugin for `p`: the one already loaded when the file content and
     /// settings are unchanged, else a fresh load. Either way it is validated
     /// by an instance running `init` with `p`'s config.
-    pub fn get(&mut self, p: &PluginPlan, kind: PluginKind) -> Result<Plugin, PluginLoadError> {
+    pub fn get<R: Role>(&mut self, p: &PluginPlan) -> Result<Plugin<R>, PluginLoadError> {
         let context = |source| PluginLoadError {
             key: p.origin.key.clone(),
             source,
@@ -82,21 +82,26 @@ impl PluginCache {
                 source,
             })
         })?;
-        let key = (p.path.clone(), kind);
-        let plugin = match self.loaded.get(&key) {
+        let key = (p.path.clone(), R::KIND);
+        let old = self
+            .loaded
+            .get(&key)
+            .cloned()
+            .and_then(AnyPlugin::into_role::<R>);
+        let plugin = match old {
             Some(old)
                 if old.sha256() == crate::plugin::content_hash(&bytes)
                     && old.settings() == &p.settings =>
             {
-                old.clone()
+                old
             }
             _ => self
                 .engine
-                .load_bytes(&p.path, &bytes, kind, p.settings.clone())
+                .load_bytes(&p.path, &bytes, p.settings.clone())
                 .map_err(context)?,
         };
         plugin.instantiate(&p.config_json).map_err(context)?;
-        self.loaded.insert(key, plugin.clone());
+        self.loaded.insert(key, plugin.clone().into());
         Ok(plugin)
     }
 }
@@ -108,14 +113,11 @@ pub fn build_chains(
 ) -> Result<HashMap<String, FeedChain>, PluginLoadError> {
     let mut chains = HashMap::new();
     for feed in &plan.feeds {
-        let parser = (
-            cache.get(&feed.parser, PluginKind::Parser)?,
-            feed.parser.config_json.clone(),
-        );
+        let parser = (cache.get(&feed.parser)?, feed.parser.config_json.clone());
         let transforms = feed
             .transforms
             .iter()
-            .map(|t| Ok((cache.get(t, PluginKind::Transform)?, t.config_json.clone())))
+            .map(|t| Ok((cache.get(t)?, t.config_json.clone())))
             .collect::<Result<Vec<_>, PluginLoadError>>()?;
         chains.insert(feed.name.clone(), FeedChain { parser, transforms });
     }
@@ -176,7 +178,7 @@ pub fn generator_signature(feed: &FeedPlan, cache: &PluginCache) -> Option<Strin
     let sha = cache
         .loaded
         .get(&(g.plugin.path.clone(), PluginKind::Generator))
-        .map(|p| p.sha256().to_string())
+        .map(|p| p.info().sha256().to_string())
         .unwrap_or_default();
     Some(format!(
         "{}|{sha}|{}|{:?}|{}|{}|{:?}",
@@ -226,7 +228,7 @@ pub fn prepare(
     for feed in &new_plan.feeds {
         if let Some(g) = &feed.generator {
             cache
-                .get(&g.plugin, PluginKind::Generator)
+                .get::<Generator>(&g.plugin)
                 .map_err(ReloadError::Plugin)?;
         }
     }

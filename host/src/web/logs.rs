@@ -214,7 +214,7 @@ mod tests {
     use super::MAX_CONCURRENT;
     use crate::backend::local::{LocalBackend, Names};
     use crate::plan::{GeneratorPlan, Origin, PluginPlan, RequestLogPlan, SyncMode, WebPlan};
-    use crate::plugin::{EngineSettings, PluginEngine, PluginKind, PluginSettings};
+    use crate::plugin::{EngineSettings, Generator, PluginEngine, PluginSettings};
     use crate::telemetry::stats::Stats;
     use crate::web::{FeedSet, WebServer};
 
@@ -288,9 +288,7 @@ mod tests {
         })
         .unwrap();
         let path = hostile_generator();
-        let plugin = engine
-            .load(&path, PluginKind::Generator, settings.clone())
-            .unwrap();
+        let plugin = engine.load::<Generator>(&path, settings.clone()).unwrap();
         let generator = GeneratorPlan {
             plugin: PluginPlan {
                 path,

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::plan::{GeneratorPlan, WebPlan};
-use crate::plugin::{Plugin, PluginInstance};
+use crate::plugin::{GeneratorInstance, GeneratorPlugin};
 use crate::telemetry::stats::Stats;
 
 /// An error answer: a status and a JSON body naming the problem.
@@ -96,9 +96,9 @@ pub struct WebFeed {
 
 /// A feed's generator for `GET /logs`, with idle instances to reuse.
 struct Generator {
-    plugin: Plugin,
+    plugin: GeneratorPlugin,
     plan: GeneratorPlan,
-    idle: Mutex<Vec<PluginInstance>>,
+    idle: Mutex<Vec<GeneratorInstance>>,
     /// Bounds `/logs` calls into this generator (`logs::MAX_CONCURRENT`).
     slots: tokio::sync::Semaphore,
     /// `/logs` ticks are numbered apart from the schedule's (see [`logs`]).
@@ -113,7 +113,7 @@ pub struct FeedSet {
 
 impl FeedSet {
     /// Adds a feed; `generator` is its loaded plugin and plan, if it has one.
-    pub fn add(&mut self, name: &str, generator: Option<(Plugin, GeneratorPlan)>) {
+    pub fn add(&mut self, name: &str, generator: Option<(GeneratorPlugin, GeneratorPlan)>) {
         let generator = generator.map(|(plugin, plan)| Generator {
             plugin,
             plan,
