@@ -193,8 +193,7 @@ impl Feeds {
         let Some(g) = &feed.generator else {
             return Ok(());
         };
-        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))?;
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(feeds::run_feed(
             name.to_string(),
@@ -256,8 +255,7 @@ fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<crate::web:
     for feed in &plan.live.feeds {
         let generator = match &feed.generator {
             Some(g) => Some((
-                blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-                    .map_err(|e| anyhow::anyhow!(e))?,
+                blocking(|| cache.get(&g.plugin, PluginKind::Generator))?,
                 g.clone(),
             )),
             None => None,
@@ -362,8 +360,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
             }
         }
         reload::build_chains(&mut cache, &plan)
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    })?;
     let chains = Arc::new(ArcSwap::from_pointee(Chains {
         generation: 0,
         feeds: initial,
