@@ -331,7 +331,7 @@ async fn conformance_backend(tag: &str) -> Option<(tempfile::TempDir, Backend, C
         .unwrap()
         .replace("max_receives = 3", "max_receives = 2");
     std::fs::write(&path, text).unwrap();
-    let plan = pipehost::plan::load(&path).unwrap();
+    let plan = pipehost::plan::from_source(&pipehost::config::read(&path).unwrap()).unwrap();
     pipehost::backend::setup(&plan).await.unwrap();
     let backend = pipehost::backend::open(&plan).await.unwrap();
     let conf = Conf {

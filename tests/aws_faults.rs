@@ -320,7 +320,7 @@ async fn aws_concurrent_publishes_of_one_object_version_notify_once() {
     );
     let path = forex_pipeline(dir.path(), "p", &name, &via(&proxy), 100);
     setup(&path);
-    let plan = pipehost::plan::load(&path).unwrap();
+    let plan = pipehost::plan::from_source(&pipehost::config::read(&path).unwrap()).unwrap();
     let backend = pipehost::backend::open(&plan).await.unwrap();
     let note = Notification {
         dedup_id: "dataset=forex/date=2026-12-04/x.jsonl.gz#0123abcd".into(),
@@ -510,7 +510,7 @@ async fn aws_markers_left_by_failed_or_dead_workers_are_taken_over() {
     let name = unique("takeover");
     let path = forex_pipeline(dir.path(), "p", &name, moto, 100);
     setup(&path);
-    let plan = pipehost::plan::load(&path).unwrap();
+    let plan = pipehost::plan::from_source(&pipehost::config::read(&path).unwrap()).unwrap();
     let backend = pipehost::backend::open(&plan).await.unwrap();
     let conf = aws_sdk_s3::config::Builder::from(&sdk(moto).await)
         .force_path_style(true)

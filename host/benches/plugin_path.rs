@@ -27,7 +27,7 @@ use pipehost::plugin::{
     Role, Transform, TransformInstance,
 };
 use pipehost_guest::types::{RawRecord as GuestRaw, Source as GuestSource};
-use pipehost_guest::{GeneratorPlugin, ParserPlugin, Plugin, TransformPlugin};
+use pipehost_guest::{GeneratorPlugin, ParserPlugin, Plugin as _, TransformPlugin};
 
 const BATCH: usize = 1000;
 

@@ -149,7 +149,8 @@ data_dir = "state"
         ),
     )
     .unwrap();
-    let plan = pipehost::plan::load(&pipeline).expect("pipeline");
+    let plan = pipehost::plan::from_source(&pipehost::config::read(&pipeline).expect("pipeline"))
+        .expect("pipeline");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

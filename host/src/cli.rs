@@ -325,12 +325,15 @@ fn block_on(
 
 /// Loads and validates a pipeline file, printing every problem.
 fn load_plan(path: &std::path::Path, files: bool) -> Result<Plan, ExitCode> {
-    let result = crate::plan::load(path).and_then(|p| {
-        if files {
-            crate::plan::check_files(&p)?;
-        }
-        Ok(p)
-    });
+    let result = crate::config::read(path)
+        .and_then(|source| crate::plan::from_source(&source))
+        .and_then(|p| {
+            if files {
+                // The one look at the disk a plan needs: its plugin files.
+                crate::plan::check_files(&p, std::path::Path::is_file)?;
+            }
+            Ok(p)
+        });
     result.map_err(|errors| {
         for e in &errors {
             eprintln!("error: {e}");
@@ -344,21 +347,21 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let where_ = match &plan.backend {
+    let where_ = match &plan.fixed.backend {
         crate::plan::BackendPlan::Local { data_dir, .. } => {
             format!("local backend, state in {}", data_dir.display())
         }
         crate::plan::BackendPlan::Aws(aws) => format!(
             "aws backend, stream {}, region {}",
-            plan.stream_name,
+            plan.fixed.stream.name,
             aws.region.as_deref().unwrap_or("from the AWS config")
         ),
     };
     eprintln!(
         "pipehost: running {:?} ({} feeds, {} shards; {where_}); Ctrl-C stops after draining in-flight batches",
-        plan.name,
-        plan.feeds.len(),
-        plan.shards
+        plan.fixed.name,
+        plan.live.feeds.len(),
+        plan.fixed.stream.shards
     );
     let opts = RunOptions {
         duration: args.duration,
@@ -435,8 +438,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!(
         "pipehost: serving {:?} ({} feeds; producer only: nothing is bridged or processed here)",
-        plan.name,
-        plan.feeds.len()
+        plan.fixed.name,
+        plan.live.feeds.len()
     );
     let report = runtime()?.block_on(crate::runtime::serve(Arc::new(plan), args.duration))?;
     let mut out = std::io::stdout().lock();
@@ -469,7 +472,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", args.pipeline.display())?;
-    for f in &plan.feeds {
+    for f in &plan.live.feeds {
         let source = match &f.generator {
             Some(g) => format!(
                 "{} every {:?} x{} (seed {})",
@@ -489,25 +492,25 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  stream {} ({} shards) -> queue {} (dlq {}, visibility {:?}, max receives {}) -> {} workers",
-        plan.stream_name,
-        plan.shards,
-        plan.queue_name,
-        plan.dead_letter_queue,
-        plan.visibility_timeout,
-        plan.max_receives,
-        plan.workers
+        plan.fixed.stream.name,
+        plan.fixed.stream.shards,
+        plan.fixed.queue.name,
+        plan.fixed.queue.dead_letter,
+        plan.fixed.queue.visibility_timeout,
+        plan.fixed.queue.max_receives,
+        plan.fixed.processor.workers
     )?;
     writeln!(
         out,
         "  objects in {} (rollover {} records / {} bytes / {:?}), errors under {}; notifications on {}",
-        plan.bucket,
-        plan.rollover.records,
-        plan.rollover.bytes,
-        plan.rollover.age,
-        plan.error_prefix,
-        plan.topic
+        plan.fixed.store.bucket,
+        plan.live.bridge.rollover.records,
+        plan.live.bridge.rollover.bytes,
+        plan.live.bridge.rollover.age,
+        plan.fixed.store.error_prefix,
+        plan.fixed.notifications.topic
     )?;
-    if let Some(w) = &plan.web {
+    if let Some(w) = &plan.fixed.web {
         let log = match &w.request_log {
             crate::plan::RequestLogPlan::Off => "off".to_string(),
             crate::plan::RequestLogPlan::Sqlite(p) => format!("SQLite {}", p.display()),

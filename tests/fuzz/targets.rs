@@ -405,7 +405,7 @@ pub(super) fn pipeline_target(data: &[u8]) -> Result<String, String> {
             Some(e) => e.to_string(),
             None => panic!("property broken: refused without an error"),
         })?;
-    Ok(format!("plan with {} feeds", plan.feeds.len()))
+    Ok(format!("plan with {} feeds", plan.live.feeds.len()))
 }
 
 fn check(ok: bool, what: &str) -> Result<(), String> {

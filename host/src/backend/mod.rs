@@ -182,7 +182,7 @@ impl Backend {
 
 /// Opens the backend a plan names — the one place that picks a provider.
 pub async fn open(plan: &Plan) -> anyhow::Result<Backend> {
-    match &plan.backend {
+    match &plan.fixed.backend {
         BackendPlan::Local { data_dir, sync } => {
             let local =
                 local::LocalBackend::open(data_dir, sync.clone(), &local::Names::from_plan(plan))?;
@@ -195,7 +195,7 @@ pub async fn open(plan: &Plan) -> anyhow::Result<Backend> {
 /// Creates the plan's resources where missing (idempotent); returns a
 /// line per thing checked or done.
 pub async fn setup(plan: &Plan) -> anyhow::Result<Vec<String>> {
-    match &plan.backend {
+    match &plan.fixed.backend {
         BackendPlan::Local { data_dir, .. } => {
             open(plan).await?;
             Ok(vec![format!(

@@ -1,8 +1,8 @@
 //! `pipeline.toml` as written: serde types, strict about unknown keys.
 //!
-//! This module only parses. [`crate::plan`] validates what it parsed into
-//! the values the runtime uses, and names the file, line and key of anything
-//! wrong. Values that need checking beyond their type are [`Spanned`] so the
+//! This module reads and parses ([`read`]); [`crate::plan`] validates what
+//! it parsed into the values the runtime uses, with no I/O of its own, and
+//! names the file, line and key of anything wrong. Values that need checking beyond their type are [`Spanned`] so the
 //! plan can point at them.
 
 use std::collections::BTreeMap;
@@ -388,5 +388,38 @@ pub fn parse(path: &Path, text: &str) -> Result<PipelineFile, ConfigError> {
             key: None,
             message: e.message().trim().to_string(),
         }
+    })
+}
+
+/// A pipeline file as read: its path (for messages and relative paths), its
+/// text (for line numbers) and what it parsed into, the environment's
+/// resource names applied.
+#[derive(Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+    pub file: PipelineFile,
+}
+
+/// Reads and parses a pipeline file and applies [`ENV_OVERRIDES`] from the
+/// process environment; [`crate::plan::from_source`] validates the result.
+pub fn read(path: &Path) -> Result<Source, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    let mut file = parse(path, &text).map_err(|e| vec![e])?;
+    let applied = apply_env_overrides(&mut file, |k| std::env::var(k).ok());
+    if !applied.is_empty() {
+        tracing::info!(file = %path.display(), "resource names from the environment: {}", applied.join(", "));
+    }
+    Ok(Source {
+        path: path.to_owned(),
+        text,
+        file,
     })
 }

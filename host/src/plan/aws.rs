@@ -65,6 +65,30 @@ fn endpoint(c: &mut Checker, v: &Option<Spanned<String>>, key: &str) -> Option<S
     Some(url.to_string())
 }
 
+fn start_position(c: &mut Checker, v: &Option<Spanned<String>>) -> StartPosition {
+    match v.as_ref() {
+        None => StartPosition::TrimHorizon,
+        Some(v) => match v.get_ref().as_str() {
+            "trim_horizon" => StartPosition::TrimHorizon,
+            "latest" => StartPosition::Latest,
+            other => match chrono::DateTime::parse_from_rfc3339(other) {
+                Ok(t) => StartPosition::AtTimestamp(t.timestamp_millis()),
+                Err(_) => {
+                    let line = c.line(v);
+                    c.err(
+                        line,
+                        "aws.start_position",
+                        format!(
+                            "{other:?}: expected \"trim_horizon\", \"latest\" or an RFC 3339 time like \"2026-11-23T09:00:00Z\""
+                        ),
+                    );
+                    StartPosition::TrimHorizon
+                }
+            },
+        },
+    }
+}
+
 pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
     let common = endpoint(c, &aws.endpoint, "aws.endpoint");
     let e = &aws.endpoints;
@@ -90,42 +114,8 @@ pub(super) fn plan(c: &mut Checker, aws: &AwsConfig) -> AwsPlan {
             }
         },
     };
-    let start = match aws.start_position.as_ref() {
-        None => StartPosition::TrimHorizon,
-        Some(v) => match v.get_ref().as_str() {
-            "trim_horizon" => StartPosition::TrimHorizon,
-            "latest" => StartPosition::Latest,
-            other => match chrono::DateTime::parse_from_rfc3339(other) {
-                Ok(t) => StartPosition::AtTimestamp(t.timestamp_millis()),
-                Err(_) => {
-                    let line = c.line(v);
-                    c.err(
-                        line,
-                        "aws.start_position",
-                        format!(
-                            "{other:?}: expected \"trim_horizon\", \"latest\" or an RFC 3339 time like \"2026-11-23T09:00:00Z\""
-                        ),
-                    );
-                    StartPosition::TrimHorizon
-                }
-            },
-        },
-    };
-    let state_prefix = match aws.state_prefix.as_ref() {
-        None => "_pipehost/".to_string(),
-        Some(p) => {
-            let v = p.get_ref();
-            if v.is_empty() || !v.ends_with('/') || v.starts_with('/') {
-                let line = c.line(p);
-                c.err(
-                    line,
-                    "aws.state_prefix",
-                    format!("{v:?}: a prefix like \"_pipehost/\" (not empty, ends with '/', no leading '/')"),
-                );
-            }
-            v.clone()
-        }
-    };
+    let start = start_position(c, &aws.start_position);
+    let state_prefix = c.prefix(&aws.state_prefix, "aws.state_prefix", "_pipehost/");
     let max_message_bytes = c.size(
         &aws.max_message_bytes,
         "aws.max_message_bytes",

@@ -32,8 +32,8 @@ fn one_error(text: &str) -> String {
 #[test]
 fn a_good_file_becomes_a_plan_with_defaults() {
     let p = plan(GOOD).unwrap();
-    assert_eq!(p.feeds.len(), 1);
-    let f = &p.feeds[0];
+    assert_eq!(p.live.feeds.len(), 1);
+    let f = &p.live.feeds[0];
     let g = f.generator.as_ref().unwrap();
     assert_eq!(g.interval, Duration::from_millis(250));
     assert_eq!(g.records, 50);
@@ -42,11 +42,11 @@ fn a_good_file_becomes_a_plan_with_defaults() {
         Path::new("conf/target/wasm32-wasip2/release/forex_generator.wasm")
     );
     assert_eq!(f.transforms[0].config_json, r#"{"allow":["EUR/USD"]}"#);
-    assert_eq!(p.shards, 4);
-    assert_eq!(p.queue_name, "market-data-batches");
-    assert_eq!(p.dead_letter_queue, "market-data-batches-dlq");
+    assert_eq!(p.fixed.stream.shards, 4);
+    assert_eq!(p.fixed.queue.name, "market-data-batches");
+    assert_eq!(p.fixed.queue.dead_letter, "market-data-batches-dlq");
     assert_eq!(
-        p.backend,
+        p.fixed.backend,
         BackendPlan::Local {
             data_dir: "conf/.pipehost".into(),
             sync: SyncMode::Normal
@@ -91,7 +91,7 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn a_missing_plugin_file_is_named_with_its_line() {
     let p = plan(GOOD).unwrap();
-    let errs = check_files(&p).unwrap_err();
+    let errs = check_files(&p, Path::is_file).unwrap_err();
     assert_eq!(errs.len(), 3);
     let msg = errs[0].to_string();
     assert!(msg.contains("not found"), "{msg}");
@@ -127,8 +127,8 @@ endpoints = { s3 = "http://127.0.0.1:9000" }
 start_position = "2026-11-23T09:00:00Z"
 "#;
     let p = plan(&text).unwrap();
-    let BackendPlan::Aws(aws) = &p.backend else {
-        panic!("not aws: {:?}", p.backend)
+    let BackendPlan::Aws(aws) = &p.fixed.backend else {
+        panic!("not aws: {:?}", p.fixed.backend)
     };
     assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
     assert_eq!(
@@ -204,12 +204,12 @@ fn resource_names_from_the_environment_win_over_the_file() {
         "an empty variable is not applied: {applied:?}"
     );
     let p = build(path, &text, &file).unwrap();
-    assert_eq!(p.stream_name, "stack-stream");
-    assert_eq!(p.queue_name, "stack-queue");
-    assert_eq!(p.dead_letter_queue, "stack-dlq");
-    assert_eq!(p.bucket, "stack-bucket");
-    assert_eq!(p.topic, "stack-topic");
-    let BackendPlan::Aws(aws) = &p.backend else {
+    assert_eq!(p.fixed.stream.name, "stack-stream");
+    assert_eq!(p.fixed.queue.name, "stack-queue");
+    assert_eq!(p.fixed.queue.dead_letter, "stack-dlq");
+    assert_eq!(p.fixed.store.bucket, "stack-bucket");
+    assert_eq!(p.fixed.notifications.topic, "stack-topic");
+    let BackendPlan::Aws(aws) = &p.fixed.backend else {
         panic!("not aws")
     };
     assert_eq!(
@@ -240,4 +240,162 @@ fn a_topic_arn_must_be_an_arn() {
         e.contains("aws.topic_arn") && e.contains("not an SNS topic ARN"),
         "{e}"
     );
+}
+
+/// Every setting a running pipeline cannot change, edited one at a time,
+/// makes the fixed part differ and is named; edits a reload applies leave
+/// it equal.
+#[test]
+fn fixed_edits_are_named_and_live_edits_leave_fixed_equal() {
+    let base = format!(
+        "{GOOD}
+[stream]
+shards = 2
+retention = \"1h\"
+
+[bridge]
+poll_interval = \"20ms\"
+
+[store.rollover]
+records = 100
+
+[admin]
+listen = \"127.0.0.1:0\"
+
+[web]
+listen = \"127.0.0.1:0\"
+"
+    );
+    let old = plan(&base).unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(base.contains(from), "{from}");
+        plan(&base.replacen(from, to, 1)).unwrap()
+    };
+    let fixed_edits = [
+        (
+            "name = \"market-data\"",
+            "name = \"market-data\"\nbackend = \"aws\"",
+            &["pipeline.backend / local.data_dir / local.sync"][..],
+        ),
+        (
+            "name = \"market-data\"",
+            "name = \"other\"",
+            // The names derived from it change with it.
+            &[
+                "pipeline.name",
+                "stream.name",
+                "queue.name",
+                "queue.dead_letter",
+                "store.bucket",
+                "notifications.topic",
+            ][..],
+        ),
+        (
+            "shards = 2",
+            "shards = 2\nname = \"s\"",
+            &["stream.name"][..],
+        ),
+        ("shards = 2", "shards = 3", &["stream.shards"][..]),
+        (
+            "[bridge]",
+            "[bridge]\nconsumer = \"b2\"",
+            &["bridge.consumer"][..],
+        ),
+        (
+            "[stream]",
+            "[queue]\nname = \"q\"\ndead_letter = \"market-data-batches-dlq\"\n\n[stream]",
+            &["queue.name"][..],
+        ),
+        (
+            "[stream]",
+            "[queue]\ndead_letter = \"d\"\n\n[stream]",
+            &["queue.dead_letter"][..],
+        ),
+        (
+            "[stream]",
+            "[queue]\nvisibility_timeout = \"1m\"\n\n[stream]",
+            &["queue.visibility_timeout"][..],
+        ),
+        (
+            "[stream]",
+            "[queue]\nmax_receives = 9\n\n[stream]",
+            &["queue.max_receives"][..],
+        ),
+        (
+            "[stream]",
+            "[processor]\nworkers = 3\n\n[stream]",
+            &["processor.workers"][..],
+        ),
+        (
+            "[stream]",
+            "[processor]\nreceive_batch = 3\n\n[stream]",
+            &["processor.receive_batch"][..],
+        ),
+        (
+            "[store.rollover]",
+            "[store]\nbucket = \"b\"\n\n[store.rollover]",
+            &["store.bucket"][..],
+        ),
+        (
+            "[store.rollover]",
+            "[store]\nkey_template = \"x/{dataset}/{shard}-{first_seq}\"\n\n[store.rollover]",
+            &["store.key_template"][..],
+        ),
+        (
+            "[store.rollover]",
+            "[store]\nerror_prefix = \"bad/\"\n\n[store.rollover]",
+            &["store.error_prefix"][..],
+        ),
+        (
+            "[store.rollover]",
+            "[store]\ngzip = false\n\n[store.rollover]",
+            &["store.gzip"][..],
+        ),
+        (
+            "[stream]",
+            "[notifications]\ntopic = \"t\"\n\n[stream]",
+            &["notifications.topic"][..],
+        ),
+        (
+            "[stream]",
+            "[notifications]\nsubscribers = [\"audit\"]\n\n[stream]",
+            &["notifications.subscribers"][..],
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n\n[web]",
+            "listen = \"127.0.0.1:1\"\n\n[web]",
+            &["admin"][..],
+        ),
+        (
+            "[web]\nlisten = \"127.0.0.1:0\"",
+            "[web]\nlisten = \"127.0.0.1:0\"\nbody_limit = \"2MiB\"",
+            &["web"][..],
+        ),
+    ];
+    for (from, to, keys) in fixed_edits {
+        let new = edit(from, to);
+        assert_ne!(old.fixed, new.fixed, "{keys:?}");
+        assert_eq!(old.fixed.changed_keys(&new.fixed), keys, "{from} -> {to}");
+    }
+    let live_edits = [
+        ("allow = [\"EUR/USD\"]", "allow = [\"GBP/USD\"]"),
+        (
+            "plugin = \"forex_parser\"",
+            "plugin = \"forex_parser\", timeout = \"2s\"",
+        ),
+        ("records = 50", "records = 60"),
+        ("retention = \"1h\"", "retention = \"2h\""),
+        ("poll_interval = \"20ms\"", "poll_interval = \"50ms\""),
+        ("records = 100", "records = 200"),
+        (
+            "[stream]",
+            "[feeds.news]\nparser = { plugin = \"news_parser\" }\n\n[stream]",
+        ),
+    ];
+    for (from, to) in live_edits {
+        let new = edit(from, to);
+        assert_ne!(old.live, new.live, "{from} -> {to}");
+        assert_eq!(old.fixed, new.fixed, "{from} -> {to}");
+        assert!(old.fixed.changed_keys(&new.fixed).is_empty());
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{BackendPlan, Checker};
-use crate::config::WebConfig;
+use crate::config::{RequestLogConfig, TlsConfig, WebConfig};
 
 /// The web server as the runtime starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,74 @@ pub const MAX_AGGREGATE_LINES: u32 = 65_536;
 /// Smallest header limit hyper accepts (its read buffer's minimum).
 pub const MIN_HEADER_LIMIT: usize = 8192;
 
+fn tls(c: &mut Checker, base: &Path, t: &TlsConfig) -> TlsPlan {
+    for (v, key) in [(&t.cert, "web.tls.cert"), (&t.key, "web.tls.key")] {
+        if v.get_ref().trim().is_empty() {
+            let line = c.line(v);
+            c.err(line, key, "names no file");
+        }
+    }
+    TlsPlan {
+        cert: base.join(t.cert.get_ref()),
+        key: base.join(t.key.get_ref()),
+    }
+}
+
+/// Where the request log goes: the URL given, the variable to read it from,
+/// or `requests.db` in the state directory.
+fn request_log(
+    c: &mut Checker,
+    base: &Path,
+    backend: &BackendPlan,
+    r: &RequestLogConfig,
+) -> RequestLogPlan {
+    match (r.enabled, &r.url, &r.url_env) {
+        (Some(false), _, _) => RequestLogPlan::Off,
+        (_, Some(url), Some(_)) => {
+            let line = c.line(url);
+            c.err(
+                line,
+                "web.request_log.url",
+                "give `url` or `url_env`, not both",
+            );
+            RequestLogPlan::Off
+        }
+        (_, Some(url), None) => {
+            let u = url.get_ref();
+            if u.trim().is_empty() {
+                let line = c.line(url);
+                c.err(line, "web.request_log.url", "is empty");
+            } else if u.contains("://")
+                && !["postgres://", "postgresql://", "sqlite://"]
+                    .iter()
+                    .any(|s| u.starts_with(s))
+            {
+                let line = c.line(url);
+                let scheme = u.split("://").next().unwrap_or_default();
+                c.err(
+                    line,
+                    "web.request_log.url",
+                    format!("{scheme:?}: expected a postgres:// URL or a SQLite file path"),
+                );
+            }
+            RequestLogPlan::from_url(u, base)
+        }
+        (_, None, Some(var)) => RequestLogPlan::FromEnv {
+            var: var.clone(),
+            base: base.to_owned(),
+        },
+        (_, None, None) => {
+            let dir = match backend {
+                BackendPlan::Local { data_dir, .. } => data_dir.clone(),
+                // No local state directory on AWS: beside the pipeline file,
+                // where the local backend would keep its state.
+                BackendPlan::Aws(_) => base.join(".pipehost"),
+            };
+            RequestLogPlan::Sqlite(dir.join("requests.db"))
+        }
+    }
+}
+
 pub(super) fn build(
     c: &mut Checker,
     base: &Path,
@@ -135,64 +203,9 @@ pub(super) fn build(
         1,
         1_000_000,
     ) as usize;
-    let tls = w.tls.as_ref().map(|t| {
-        for (v, key) in [(&t.cert, "web.tls.cert"), (&t.key, "web.tls.key")] {
-            if v.get_ref().trim().is_empty() {
-                let line = c.line(v);
-                c.err(line, key, "names no file");
-            }
-        }
-        TlsPlan {
-            cert: base.join(t.cert.get_ref()),
-            key: base.join(t.key.get_ref()),
-        }
-    });
+    let tls = w.tls.as_ref().map(|t| tls(c, base, t));
     let r = &w.request_log;
-    let request_log = match (r.enabled, &r.url, &r.url_env) {
-        (Some(false), _, _) => RequestLogPlan::Off,
-        (_, Some(url), Some(_)) => {
-            let line = c.line(url);
-            c.err(
-                line,
-                "web.request_log.url",
-                "give `url` or `url_env`, not both",
-            );
-            RequestLogPlan::Off
-        }
-        (_, Some(url), None) => {
-            let u = url.get_ref();
-            if u.trim().is_empty() {
-                let line = c.line(url);
-                c.err(line, "web.request_log.url", "is empty");
-            } else if u.contains("://")
-                && !["postgres://", "postgresql://", "sqlite://"]
-                    .iter()
-                    .any(|s| u.starts_with(s))
-            {
-                let line = c.line(url);
-                let scheme = u.split("://").next().unwrap_or_default();
-                c.err(
-                    line,
-                    "web.request_log.url",
-                    format!("{scheme:?}: expected a postgres:// URL or a SQLite file path"),
-                );
-            }
-            RequestLogPlan::from_url(u, base)
-        }
-        (_, None, Some(var)) => RequestLogPlan::FromEnv {
-            var: var.clone(),
-            base: base.to_owned(),
-        },
-        (_, None, None) => {
-            let dir = match backend {
-                BackendPlan::Local { data_dir, .. } => data_dir.clone(),
-                // No local state directory on AWS: beside the pipeline file,
-                // where the local backend would keep its state.
-                BackendPlan::Aws(_) => base.join(".pipehost"),
-            };
-            RequestLogPlan::Sqlite(dir.join("requests.db"))
-        }
-    };
+    let request_log = request_log(c, base, backend, r);
     let request_log_queue =
         c.opt_range(&r.queue, "web.request_log.queue", 10_000, 1, 10_000_000) as usize;
     let request_log_ca_file = r.ca_file.as_ref().map(|f| {
@@ -257,7 +270,7 @@ parser = { plugin = "forex_parser" }
     #[test]
     fn a_web_section_gets_defaults_and_enabled_false_turns_it_off() {
         let p = plan("[web]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-        let w = p.web.unwrap();
+        let w = p.fixed.web.unwrap();
         assert_eq!(w.body_limit, 1 << 20);
         assert_eq!(w.header_limit, 16 << 10);
         assert_eq!(w.request_timeout, Duration::from_secs(10));
@@ -270,8 +283,8 @@ parser = { plugin = "forex_parser" }
             RequestLogPlan::Sqlite(PathBuf::from("conf/.pipehost/requests.db"))
         );
         let off = plan("[web]\nenabled = false\nlisten = \"127.0.0.1:0\"\n").unwrap();
-        assert!(off.web.is_none());
-        assert!(plan("").unwrap().web.is_none());
+        assert!(off.fixed.web.is_none());
+        assert!(plan("").unwrap().fixed.web.is_none());
     }
 
     #[test]
@@ -281,6 +294,7 @@ parser = { plugin = "forex_parser" }
                 "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = {{ url = \"{url}\" }}\n"
             ))
             .unwrap()
+            .fixed
             .web
             .unwrap()
             .request_log
@@ -293,6 +307,7 @@ parser = { plugin = "forex_parser" }
             "[web]\nlisten = \"127.0.0.1:0\"\nrequest_log = { url_env = \"PG\", ca_file = \"rds.pem\" }\n",
         )
         .unwrap()
+        .fixed
         .web
         .unwrap()
         .request_log_ca_file;

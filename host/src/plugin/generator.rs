@@ -10,7 +10,7 @@ use super::error::{GUEST_ERROR_BYTES, PluginError};
 use super::guest_log::guest_text;
 use super::instance::{PluginInstance, check_output};
 use super::legacy;
-use super::load::Plugin;
+use super::role::Plugin;
 use super::role::{Role, Versioned, bind_role};
 
 /// The generator role (`generator-plugin`).

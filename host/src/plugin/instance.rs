@@ -23,7 +23,7 @@ use super::deadline::DeadlineExceeded;
 use super::engine::EPOCH_TICK;
 use super::error::{GUEST_ERROR_BYTES, PluginError};
 use super::guest_log::{GuestLog, guest_text};
-use super::load::Plugin;
+use super::role::Plugin;
 use super::role::Role;
 use super::state::HostState;
 

@@ -3,18 +3,16 @@
 //! version this host speaks (`0.2.x`, or the frozen `0.1.x`), and link it.
 //! The result, a [`Plugin`] typed by its role, is ready to instantiate.
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre};
 
 use super::engine::PluginEngine;
 use super::error::PluginError;
-use super::role::Role;
-use super::state::HostState;
+use super::role::{AnyPlugin, Plugin, PluginInfo, Role};
 use super::{Generator, Parser, PluginKind, PluginSettings, Transform};
 use crate::util::hex;
 
@@ -35,142 +33,6 @@ pub fn supported_contract(version: &str) -> Option<&'static str> {
             .strip_prefix(minor)
             .is_some_and(|rest| rest.starts_with('.'))
     })
-}
-
-/// A compiled, checked and linked plugin of the role `R`: a
-/// [`Plugin<Parser>`] can only make parser instances. Cheap to clone.
-/// Instantiate it with [`Plugin::instantiate`]; what every plugin has
-/// (name, file, hash, settings) is its [`PluginInfo`].
-pub struct Plugin<R: Role> {
-    pub(crate) info: Arc<PluginInfo>,
-    pub(crate) exports: R::Exports,
-}
-
-impl<R: Role> Clone for Plugin<R> {
-    fn clone(&self) -> Self {
-        Self {
-            info: self.info.clone(),
-            exports: self.exports.clone(),
-        }
-    }
-}
-
-impl<R: Role> Deref for Plugin<R> {
-    type Target = PluginInfo;
-    fn deref(&self) -> &PluginInfo {
-        &self.info
-    }
-}
-
-impl<R: Role> std::fmt::Debug for Plugin<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("name", &self.info.name)
-            .field("kind", &R::KIND)
-            .field("sha256", &self.info.sha256)
-            .finish()
-    }
-}
-
-impl<R: Role> Plugin<R> {
-    pub fn kind(&self) -> PluginKind {
-        R::KIND
-    }
-
-    /// What every plugin has, whatever its role.
-    pub fn info(&self) -> &PluginInfo {
-        &self.info
-    }
-}
-
-/// A loaded plugin whose role is known only at run time (a fixture file
-/// names it): one of the three typed plugins.
-#[derive(Debug, Clone)]
-pub enum AnyPlugin {
-    Generator(Plugin<Generator>),
-    Parser(Plugin<Parser>),
-    Transform(Plugin<Transform>),
-}
-
-impl AnyPlugin {
-    pub fn kind(&self) -> PluginKind {
-        match self {
-            Self::Generator(_) => PluginKind::Generator,
-            Self::Parser(_) => PluginKind::Parser,
-            Self::Transform(_) => PluginKind::Transform,
-        }
-    }
-
-    pub fn info(&self) -> &PluginInfo {
-        match self {
-            Self::Generator(p) => p.info(),
-            Self::Parser(p) => p.info(),
-            Self::Transform(p) => p.info(),
-        }
-    }
-
-    /// The typed plugin, when it has the role `R`.
-    pub fn into_role<R: Role>(self) -> Option<Plugin<R>> {
-        R::from_any(self)
-    }
-
-    /// Starts an instance with `config_json` (running `init`) and drops it:
-    /// the load-time gate, for any role.
-    pub fn check_init(&self, config_json: &str) -> Result<(), PluginError> {
-        match self {
-            Self::Generator(p) => p.instantiate(config_json).map(drop),
-            Self::Parser(p) => p.instantiate(config_json).map(drop),
-            Self::Transform(p) => p.instantiate(config_json).map(drop),
-        }
-    }
-}
-
-impl<R: Role> From<Plugin<R>> for AnyPlugin {
-    fn from(plugin: Plugin<R>) -> Self {
-        R::into_any(plugin)
-    }
-}
-
-/// What every loaded plugin has, whatever its role: its file, identity and
-/// settings, and the linked component it is instantiated from.
-pub struct PluginInfo {
-    pub(crate) engine: PluginEngine,
-    pub(crate) name: Arc<str>,
-    pub(crate) path: PathBuf,
-    pub(crate) sha256: String,
-    pub(crate) pre: InstancePre<HostState>,
-    /// The contract version the plugin was built against (`0.2.0`, `0.1.0`).
-    pub(crate) contract: &'static str,
-    pub(crate) settings: PluginSettings,
-    pub(crate) size: usize,
-}
-
-impl PluginInfo {
-    /// Display name: the file stem, e.g. `forex_parser`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// Hex SHA-256 of the component file: the plugin's version identity.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-    /// Short form of [`Self::sha256`] used in lineage (`name@abcdef012345`).
-    pub fn version(&self) -> String {
-        format!("{}@{}", self.name, &self.sha256[..12])
-    }
-    pub fn settings(&self) -> &PluginSettings {
-        &self.settings
-    }
-    /// The contract version the plugin speaks: one of [`CONTRACT_VERSIONS`].
-    pub fn contract_version(&self) -> &'static str {
-        self.contract
-    }
-    pub fn size(&self) -> usize {
-        self.size
-    }
 }
 
 /// What a component file is, judged by its header.

@@ -71,11 +71,10 @@ pub use generator::{Generator, GeneratorInstance, GeneratorPlugin};
 pub use guest_log::LogLimits;
 pub use instance::{InstanceStats, PluginInstance};
 pub use load::{
-    AnyPlugin, CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, Plugin, PluginInfo,
-    content_hash, supported_contract,
+    CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, content_hash, supported_contract,
 };
 pub use parser::{Parser, ParserInstance, ParserPlugin};
-pub use role::Role;
+pub use role::{AnyPlugin, Plugin, PluginInfo, Role};
 pub use transform::{Transform, TransformInstance, TransformPlugin};
 
 /// The three plugin roles, one world each.

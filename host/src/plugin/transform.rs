@@ -10,7 +10,7 @@ use super::bindings_v0_1::exports::pipehost::plugin::transformer as transformer_
 use super::error::PluginError;
 use super::instance::{PluginInstance, check_columns, check_output};
 use super::legacy;
-use super::load::Plugin;
+use super::role::Plugin;
 use super::role::{Role, Versioned, bind_role};
 
 /// The transform role (`transform-plugin`).

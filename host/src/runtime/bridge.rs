@@ -30,7 +30,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream, seq_after};
-use crate::plan::Rollover;
+use crate::plan::{BridgePlan, Rollover, StreamPlan};
 use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
 use crate::wire::aggregate;
@@ -42,11 +42,11 @@ pub const SHARD_END: &str = "SHARD_END";
 /// How often the shard list is read again to find resharded children.
 const LINEAGE_REFRESH: Duration = Duration::from_secs(10);
 
+/// The plan's sections the bridge runs on; swapped whole on reload (only
+/// `bridge` may change).
 pub struct BridgeSettings {
-    pub stream_name: String,
-    pub consumer: String,
-    pub rollover: Rollover,
-    pub poll_interval: Duration,
+    pub stream: StreamPlan,
+    pub bridge: BridgePlan,
 }
 
 struct Open {
@@ -128,7 +128,7 @@ async fn flush(
     }
     let msg = BatchMessage {
         v: VERSION,
-        stream: settings.stream_name.clone(),
+        stream: settings.stream.name.clone(),
         shard: shard.to_string(),
         first_seq: open.records[0].sequence.clone(),
         last_seq: open.records.last().expect("not empty").sequence.clone(),
@@ -143,7 +143,7 @@ async fn flush(
         body: msg.encode(),
     };
     let checkpoint = Checkpoint {
-        consumer: settings.consumer.clone(),
+        consumer: settings.stream.consumer.clone(),
         source: shard.to_string(),
         position: msg.last_seq.clone(),
     };
@@ -294,7 +294,7 @@ pub async fn run_shard(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let shard = info.id.clone();
-    let consumer = live.load().consumer.clone();
+    let consumer = live.load().stream.consumer.clone();
     let mut read_pos = queue.checkpoint(&consumer, &shard).await?;
     if read_pos.as_deref() == Some(SHARD_END) {
         return Ok(());
@@ -318,7 +318,7 @@ pub async fn run_shard(
     loop {
         // Rollover bounds and the poll interval can change live.
         let settings = live.load_full();
-        let r = &settings.rollover;
+        let r = &settings.bridge.rollover;
         if cancel.is_cancelled() {
             // Half a re-sent batch would be another batch under the same
             // id: leave it to the next start.
@@ -385,7 +385,7 @@ pub async fn run_shard(
                 return Ok(());
             }
             let end = Checkpoint {
-                consumer: settings.consumer.clone(),
+                consumer: settings.stream.consumer.clone(),
                 source: shard.clone(),
                 position: SHARD_END.to_string(),
             };
@@ -395,9 +395,10 @@ pub async fn run_shard(
         }
         if idle {
             let wait = if open.records.is_empty() {
-                settings.poll_interval
+                settings.bridge.poll_interval
             } else {
                 settings
+                    .bridge
                     .poll_interval
                     .min(r.age.saturating_sub(open.since.elapsed()))
             };

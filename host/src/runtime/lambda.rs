@@ -166,16 +166,16 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
     let backend = backend::open(&plan).await?;
     let function = Arc::new(Function {
         backend,
-        layout: Layout::of(&plan),
+        layout: Layout::of(&plan.fixed.store),
         feeds: Mutex::new(Some(feeds)),
         chains,
         stats: Stats::default(),
     });
     tracing::info!(
-        pipeline = %plan.name,
-        feeds = plan.feeds.len(),
-        bucket = %plan.bucket,
-        topic = %plan.topic,
+        pipeline = %plan.fixed.name,
+        feeds = plan.live.feeds.len(),
+        bucket = %plan.fixed.store.bucket,
+        topic = %plan.fixed.notifications.topic,
         "pipehost lambda ready"
     );
     crate::backend::aws::lambda::serve(move |invocation| {

@@ -124,11 +124,11 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn of(plan: &crate::plan::Plan) -> Self {
+    pub fn of(store: &crate::plan::StorePlan) -> Self {
         Self {
-            key_template: plan.key_template.clone(),
-            error_prefix: plan.error_prefix.clone(),
-            gzip: plan.gzip,
+            key_template: store.key_template.clone(),
+            error_prefix: store.error_prefix.clone(),
+            gzip: store.gzip,
         }
     }
 }

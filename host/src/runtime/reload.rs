@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::chains::{Chains, FeedChain};
+use crate::config;
 use crate::plan::{self, FeedPlan, Plan, PluginPlan};
 use crate::plugin::{AnyPlugin, Generator, Plugin, PluginEngine, PluginError, PluginKind, Role};
 
@@ -112,7 +113,7 @@ pub fn build_chains(
     plan: &Plan,
 ) -> Result<HashMap<String, FeedChain>, PluginLoadError> {
     let mut chains = HashMap::new();
-    for feed in &plan.feeds {
+    for feed in &plan.live.feeds {
         let parser = (cache.get(&feed.parser)?, feed.parser.config_json.clone());
         let transforms = feed
             .transforms
@@ -124,52 +125,13 @@ pub fn build_chains(
     Ok(chains)
 }
 
-/// The settings that cannot change while running, compared.
+/// The settings that cannot change while running and differ: everything
+/// in the plan's fixed part (`Fixed`'s `PartialEq`), named key by key.
 fn not_live(old: &Plan, new: &Plan) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut check = |same: bool, key: &'static str| {
-        if !same {
-            keys.push(key);
-        }
-    };
-    check(
-        old.backend == new.backend,
-        "pipeline.backend / local.data_dir / local.sync",
-    );
-    check(old.name == new.name, "pipeline.name");
-    check(old.stream_name == new.stream_name, "stream.name");
-    check(old.shards == new.shards, "stream.shards");
-    check(old.queue_name == new.queue_name, "queue.name");
-    check(
-        old.dead_letter_queue == new.dead_letter_queue,
-        "queue.dead_letter",
-    );
-    check(
-        old.visibility_timeout == new.visibility_timeout,
-        "queue.visibility_timeout",
-    );
-    check(old.max_receives == new.max_receives, "queue.max_receives");
-    check(old.workers == new.workers, "processor.workers");
-    check(
-        old.receive_batch == new.receive_batch,
-        "processor.receive_batch",
-    );
-    check(old.bucket == new.bucket, "store.bucket");
-    check(old.key_template == new.key_template, "store.key_template");
-    check(old.error_prefix == new.error_prefix, "store.error_prefix");
-    check(old.gzip == new.gzip, "store.gzip");
-    check(old.topic == new.topic, "notifications.topic");
-    check(
-        old.subscribers == new.subscribers,
-        "notifications.subscribers",
-    );
-    check(
-        old.bridge_consumer == new.bridge_consumer,
-        "bridge.consumer",
-    );
-    check(old.admin == new.admin, "admin");
-    check(old.web == new.web, "web");
-    keys
+    if old.fixed == new.fixed {
+        return Vec::new();
+    }
+    old.fixed.changed_keys(&new.fixed)
 }
 
 /// A feed generator's identity: restart it when this changes.
@@ -218,14 +180,16 @@ pub fn prepare(
     let render = |errs: Vec<crate::config::ConfigError>| {
         ReloadError::Config(errs.into_iter().map(|e| e.to_string()).collect())
     };
-    let new_plan = plan::load(&current_plan.file).map_err(render)?;
-    plan::check_files(&new_plan).map_err(render)?;
+    let new_plan = config::read(&current_plan.file)
+        .and_then(|source| plan::from_source(&source))
+        .and_then(|p| plan::check_files(&p, Path::is_file).map(|()| p))
+        .map_err(render)?;
     let refused = not_live(current_plan, &new_plan);
     if !refused.is_empty() {
         return Err(ReloadError::NotLive(refused));
     }
     // Generators are validated too, before anything changes.
-    for feed in &new_plan.feeds {
+    for feed in &new_plan.live.feeds {
         if let Some(g) = &feed.generator {
             cache
                 .get::<Generator>(&g.plugin)
@@ -253,11 +217,13 @@ pub fn prepare(
         }
     }
     let old_feeds: HashMap<&str, &FeedPlan> = current_plan
+        .live
         .feeds
         .iter()
         .map(|f| (f.name.as_str(), f))
         .collect();
     let new_feeds: HashMap<&str, &FeedPlan> = new_plan
+        .live
         .feeds
         .iter()
         .map(|f| (f.name.as_str(), f))
@@ -286,16 +252,12 @@ pub fn prepare(
         }
     }
     applied.feeds_to_restart.sort();
-    if current_plan.rollover.records != new_plan.rollover.records
-        || current_plan.rollover.bytes != new_plan.rollover.bytes
-        || current_plan.rollover.age != new_plan.rollover.age
-        || current_plan.poll_interval != new_plan.poll_interval
-    {
+    if current_plan.live.bridge != new_plan.live.bridge {
         applied
             .changes
             .push("store.rollover / bridge.poll_interval".into());
     }
-    if current_plan.retention != new_plan.retention {
+    if current_plan.live.retention != new_plan.live.retention {
         applied.changes.push("stream.retention".into());
     }
     Ok((new_plan, chains, applied))

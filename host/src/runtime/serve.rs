@@ -24,7 +24,7 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
     let started = Instant::now();
     let signal = shutdown_signal();
     crate::telemetry::metrics::handle();
-    if plan.web.is_none() {
+    if plan.fixed.web.is_none() {
         anyhow::bail!(
             "{}: `pipehost serve` needs a [web] section (and not `enabled = false`)",
             plan.file.display()
@@ -47,7 +47,7 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
     let web = start_web(&plan, &mut cache, &backend, &stats)
         .await?
         .expect("checked above");
-    for f in &plan.feeds {
+    for f in &plan.live.feeds {
         feeds.start(&plan, &f.name, &mut cache)?;
     }
     tokio::pin!(signal);

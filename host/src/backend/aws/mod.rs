@@ -130,7 +130,7 @@ pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>>
     Ok(Arc::new(Clients {
         state: StateStore {
             s3: s3.clone(),
-            bucket: plan.bucket.clone(),
+            bucket: plan.fixed.store.bucket.clone(),
             prefix: aws.state_prefix.clone(),
         },
         kinesis,
@@ -138,7 +138,7 @@ pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>>
         s3,
         sns,
         region,
-        bucket: plan.bucket.clone(),
+        bucket: plan.fixed.store.bucket.clone(),
         max_message_bytes: aws.max_message_bytes,
     }))
 }
@@ -149,15 +149,19 @@ pub async fn open(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Backend> {
     let clients = clients(plan, aws).await?;
     let stream = AwsStream::new(
         clients.clone(),
-        &plan.stream_name,
+        &plan.fixed.stream.name,
         aws.start,
         aws.producer_mark_interval,
-        &plan.error_prefix,
+        &plan.fixed.store.error_prefix,
     );
-    let queue = AwsQueue::new(clients.clone(), &plan.queue_name);
-    let dead_letter = AwsQueue::new(clients.clone(), &plan.dead_letter_queue);
+    let queue = AwsQueue::new(clients.clone(), &plan.fixed.queue.name);
+    let dead_letter = AwsQueue::new(clients.clone(), &plan.fixed.queue.dead_letter);
     let store = AwsObjectStore::new(clients.clone());
-    let notifier = AwsNotifier::new(clients.clone(), &plan.topic, aws.topic_arn.as_deref());
+    let notifier = AwsNotifier::new(
+        clients.clone(),
+        &plan.fixed.notifications.topic,
+        aws.topic_arn.as_deref(),
+    );
     let opener_clients = clients.clone();
     Ok(Backend {
         stream: Arc::new(stream),

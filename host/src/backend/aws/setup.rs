@@ -23,27 +23,36 @@ pub async fn setup(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Vec<String>> {
     let c = super::clients(plan, aws).await?;
     let mut done = Vec::new();
     stream(&c, plan, &mut done).await?;
-    let dlq_url = queue(&c, &plan.dead_letter_queue, plan, None, &mut done).await?;
+    let dlq_url = queue(&c, &plan.fixed.queue.dead_letter, plan, None, &mut done).await?;
     let dlq_arn = queue_arn(&c, &dlq_url).await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": plan.max_receives,
+        "maxReceiveCount": plan.fixed.queue.max_receives,
     })
     .to_string();
-    queue(&c, &plan.queue_name, plan, Some(redrive), &mut done).await?;
+    queue(&c, &plan.fixed.queue.name, plan, Some(redrive), &mut done).await?;
     bucket(&c, aws, &mut done).await?;
     let topic_arn = c
         .sns
         .create_topic()
-        .name(&plan.topic)
+        .name(&plan.fixed.notifications.topic)
         .send()
         .await
-        .map_err(|e| sdk_err("sns", &format!("CreateTopic {}", plan.topic), e))?
+        .map_err(|e| {
+            sdk_err(
+                "sns",
+                &format!("CreateTopic {}", plan.fixed.notifications.topic),
+                e,
+            )
+        })?
         .topic_arn()
         .unwrap_or_default()
         .to_string();
-    done.push(format!("topic {} ready ({topic_arn})", plan.topic));
-    for sub in &plan.subscribers {
+    done.push(format!(
+        "topic {} ready ({topic_arn})",
+        plan.fixed.notifications.topic
+    ));
+    for sub in &plan.fixed.notifications.subscribers {
         let url = queue(&c, sub, plan, None, &mut done).await?;
         let arn = queue_arn(&c, &url).await?;
         let policy = serde_json::json!({
@@ -67,7 +76,10 @@ pub async fn setup(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Vec<String>> {
             .map_err(|e| sdk_err("sqs", &format!("SetQueueAttributes {sub}"), e))?;
         let existing = subscribed(&c, &topic_arn, &arn).await?;
         if existing {
-            done.push(format!("subscription {} -> {sub} exists", plan.topic));
+            done.push(format!(
+                "subscription {} -> {sub} exists",
+                plan.fixed.notifications.topic
+            ));
         } else {
             c.sns
                 .subscribe()
@@ -77,15 +89,24 @@ pub async fn setup(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Vec<String>> {
                 .return_subscription_arn(true)
                 .send()
                 .await
-                .map_err(|e| sdk_err("sns", &format!("Subscribe {sub} to {}", plan.topic), e))?;
-            done.push(format!("subscribed queue {sub} to topic {}", plan.topic));
+                .map_err(|e| {
+                    sdk_err(
+                        "sns",
+                        &format!("Subscribe {sub} to {}", plan.fixed.notifications.topic),
+                        e,
+                    )
+                })?;
+            done.push(format!(
+                "subscribed queue {sub} to topic {}",
+                plan.fixed.notifications.topic
+            ));
         }
     }
     Ok(done)
 }
 
 async fn stream(c: &Clients, plan: &Plan, done: &mut Vec<String>) -> anyhow::Result<()> {
-    let name = &plan.stream_name;
+    let name = &plan.fixed.stream.name;
     let summary = c
         .kinesis
         .describe_stream_summary()
@@ -97,10 +118,10 @@ async fn stream(c: &Clients, plan: &Plan, done: &mut Vec<String>) -> anyhow::Res
             let s = out.stream_description_summary();
             let open = s.map(|s| s.open_shard_count()).unwrap_or(0);
             let mut line = format!("stream {name} exists ({open} open shards)");
-            if open as u32 != plan.shards {
+            if open as u32 != plan.fixed.stream.shards {
                 line.push_str(&format!(
                     "; pipeline.toml says {}: reshard with `aws kinesis update-shard-count` if you mean it (pipehost follows resharding)",
-                    plan.shards
+                    plan.fixed.stream.shards
                 ));
             }
             done.push(line);
@@ -114,7 +135,7 @@ async fn stream(c: &Clients, plan: &Plan, done: &mut Vec<String>) -> anyhow::Res
     c.kinesis
         .create_stream()
         .stream_name(name)
-        .shard_count(plan.shards as i32)
+        .shard_count(plan.fixed.stream.shards as i32)
         .send()
         .await
         .map_err(|e| sdk_err("kinesis", &format!("CreateStream {name}"), e))?;
@@ -137,7 +158,10 @@ async fn stream(c: &Clients, plan: &Plan, done: &mut Vec<String>) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    done.push(format!("created stream {name} with {} shards", plan.shards));
+    done.push(format!(
+        "created stream {name} with {} shards",
+        plan.fixed.stream.shards
+    ));
     Ok(())
 }
 
@@ -159,10 +183,10 @@ async fn queue(
             (RETENTION_DAYS * 24 * 3600).to_string(),
         ),
     ];
-    if name == plan.queue_name {
+    if name == plan.fixed.queue.name {
         attrs.push((
             QueueAttributeName::VisibilityTimeout,
-            plan.visibility_timeout.as_secs().to_string(),
+            plan.fixed.queue.visibility_timeout.as_secs().to_string(),
         ));
     }
     if let Some(r) = redrive {

@@ -56,15 +56,15 @@ pub struct Names {
 impl Names {
     pub fn from_plan(plan: &Plan) -> Self {
         Self {
-            stream: plan.stream_name.clone(),
-            shards: plan.shards,
-            queue: plan.queue_name.clone(),
-            dead_letter: plan.dead_letter_queue.clone(),
-            visibility: plan.visibility_timeout,
-            max_receives: plan.max_receives,
-            bucket: plan.bucket.clone(),
-            topic: plan.topic.clone(),
-            subscribers: plan.subscribers.clone(),
+            stream: plan.fixed.stream.name.clone(),
+            shards: plan.fixed.stream.shards,
+            queue: plan.fixed.queue.name.clone(),
+            dead_letter: plan.fixed.queue.dead_letter.clone(),
+            visibility: plan.fixed.queue.visibility_timeout,
+            max_receives: plan.fixed.queue.max_receives,
+            bucket: plan.fixed.store.bucket.clone(),
+            topic: plan.fixed.notifications.topic.clone(),
+            subscribers: plan.fixed.notifications.subscribers.clone(),
         }
     }
 }
