@@ -32,19 +32,30 @@ pub(super) fn cache_for(plan: &Plan, stages: Stages) -> anyhow::Result<PluginCac
     Ok(PluginCache::new(engine))
 }
 
-/// Loads every plugin of `plan` (generators too) and returns the feeds'
-/// parser and transform chains; the first plugin that fails stops it.
+/// Loads the plugins a pipeline can run: the generators when it runs the
+/// feeds; the parser and transform chains (returned) when it runs the
+/// processor or takes reloads (a reload compares and swaps them, so `run`
+/// checks every plugin whatever its stages). The first plugin that fails
+/// stops it.
 pub(super) fn load_all(
     cache: &mut PluginCache,
     plan: &Plan,
+    stages: Stages,
+    reloadable: bool,
 ) -> anyhow::Result<HashMap<String, FeedChain>> {
     blocking(|| {
-        for feed in &plan.feeds {
-            if let Some(g) = &feed.generator {
-                cache.get(&g.plugin, PluginKind::Generator)?;
+        if stages.feeds || reloadable {
+            for feed in &plan.feeds {
+                if let Some(g) = &feed.generator {
+                    cache.get(&g.plugin, PluginKind::Generator)?;
+                }
             }
         }
-        reload::build_chains(cache, plan)
+        if stages.processor || reloadable {
+            reload::build_chains(cache, plan)
+        } else {
+            Ok(HashMap::new())
+        }
     })
     .map_err(|e| anyhow::anyhow!(e))
 }

@@ -37,7 +37,7 @@ mod serve;
 pub mod stats;
 mod triggers;
 
-pub use pipeline::{Pipeline, ReloadOutcome};
+pub use pipeline::{Pipeline, ReloadOutcome, StartOptions};
 pub use run::run;
 pub use serve::serve;
 

@@ -77,6 +77,18 @@ impl ReloadOutcome {
     }
 }
 
+/// What [`Pipeline::start`] starts, besides the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    pub stages: Stages,
+    /// Generate this many records in total, counting those earlier runs
+    /// generated (the feeds stop then).
+    pub max_records: Option<u64>,
+    /// The pipeline takes reloads (`run`): every plugin is loaded at start,
+    /// those of stages it does not run too, to compare and swap later.
+    pub reloadable: bool,
+}
+
 /// A stage's task and its branch of the cancellation tree.
 struct StageTask {
     handle: JoinHandle<anyhow::Result<()>>,
@@ -94,6 +106,8 @@ impl StageTask {
 pub struct Pipeline {
     plan: Arc<Plan>,
     stages: Stages,
+    /// Started to take reloads ([`StartOptions::reloadable`]).
+    reloadable: bool,
     cache: PluginCache,
     backend: Backend,
     stats: Arc<Stats>,
@@ -112,19 +126,19 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads every plugin (the load-time gate: nothing starts unless all
-    /// compile, target their world and accept their config), opens the
-    /// backend and starts `stages`: the web server (with the feeds, when
-    /// `[web]` is configured), the feeds' generators, the bridge and the
-    /// processor. `max_records` bounds the records generated in total,
-    /// counting those earlier runs generated.
-    pub async fn start(
-        plan: Arc<Plan>,
-        stages: Stages,
-        max_records: Option<u64>,
-    ) -> anyhow::Result<Self> {
+    /// Loads the plugins (the load-time gate: nothing starts unless each
+    /// compiles, targets its world and accepts its config), opens the
+    /// backend and starts the stages: the feeds' generators, the bridge,
+    /// the processor and (with the feeds, when `[web]` is configured) the
+    /// web server.
+    pub async fn start(plan: Arc<Plan>, options: StartOptions) -> anyhow::Result<Self> {
+        let StartOptions {
+            stages,
+            max_records,
+            reloadable,
+        } = options;
         let mut cache = engine::cache_for(&plan, stages)?;
-        let initial = engine::load_all(&mut cache, &plan)?;
+        let initial = engine::load_all(&mut cache, &plan, stages, reloadable)?;
         let chains = Arc::new(ArcSwap::from_pointee(Chains {
             generation: 0,
             feeds: initial,
@@ -144,6 +158,7 @@ impl Pipeline {
             bridge_live: Arc::new(ArcSwap::from_pointee(bridge_settings(&plan))),
             plan,
             stages,
+            reloadable,
             cache,
             backend,
             stats,
@@ -221,8 +236,10 @@ impl Pipeline {
     /// finishes on the version it started with), the bridge's live settings
     /// are swapped, changed generators restart and the web server's feeds
     /// are replaced. Otherwise nothing changes. `Err` only when a stage
-    /// failed while being restarted.
+    /// failed while being restarted, or the pipeline was not started
+    /// [`reloadable`](StartOptions::reloadable).
     pub async fn reload(&mut self, new_plan: Plan) -> anyhow::Result<ReloadOutcome> {
+        anyhow::ensure!(self.reloadable, "this pipeline was started without reloads");
         let current = self.chains.load_full();
         let cache = &mut self.cache;
         let prepared = blocking(|| reload::prepare(cache, &self.plan, new_plan, &current));

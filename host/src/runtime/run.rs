@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::stats::StatusLine;
 use super::triggers::{Triggers, shutdown_signal};
-use super::{Pipeline, RunOptions, RunReport, metrics};
+use super::{Pipeline, RunOptions, RunReport, StartOptions, metrics};
 use crate::plan::Plan;
 
 /// How often the loop looks at the stages.
@@ -23,7 +23,12 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let started = Instant::now();
     let signal = shutdown_signal();
     metrics::handle();
-    let mut pipeline = Pipeline::start(plan, opts.stages, opts.max_records).await?;
+    let start = StartOptions {
+        stages: opts.stages,
+        max_records: opts.max_records,
+        reloadable: true,
+    };
+    let mut pipeline = Pipeline::start(plan, start).await?;
     let mut triggers = Triggers::start(&pipeline, &opts).await?;
     let mut status = StatusLine::new(opts.status);
     let deadline = opts.duration.map(|d| started + d);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::triggers::shutdown_signal;
-use super::{Pipeline, RunReport, Stages, metrics};
+use super::{Pipeline, RunReport, Stages, StartOptions, metrics};
 use crate::plan::Plan;
 
 /// Runs feeds and the web server until a signal or `duration`.
@@ -25,7 +25,12 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
             plan.file.display()
         );
     }
-    let mut pipeline = Pipeline::start(plan, Stages::PRODUCER, None).await?;
+    let start = StartOptions {
+        stages: Stages::PRODUCER,
+        max_records: None,
+        reloadable: false,
+    };
+    let mut pipeline = Pipeline::start(plan, start).await?;
     let deadline = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
