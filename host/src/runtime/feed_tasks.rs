@@ -28,7 +28,7 @@ pub(super) struct FeedTasks {
     tasks: HashMap<String, FeedTask>,
     stream: Arc<dyn backend::Stream>,
     stats: Arc<Stats>,
-    budget: Arc<feeds::Budget>,
+    budgets: Arc<feeds::Budgets>,
     /// The parent of every feed's token.
     cancel: CancellationToken,
 }
@@ -38,7 +38,7 @@ impl FeedTasks {
         enabled: bool,
         stream: Arc<dyn backend::Stream>,
         stats: Arc<Stats>,
-        budget: Arc<feeds::Budget>,
+        budgets: Arc<feeds::Budgets>,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -46,7 +46,7 @@ impl FeedTasks {
             tasks: HashMap::new(),
             stream,
             stats,
-            budget,
+            budgets,
             cancel,
         }
     }
@@ -82,7 +82,7 @@ impl FeedTasks {
             plugin,
             self.stream.clone(),
             self.stats.clone(),
-            self.budget.clone(),
+            self.budgets.of(name),
             cancel.clone(),
         ));
         self.tasks

@@ -19,7 +19,7 @@ use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
 use crate::plugin::{Plugin, PluginInstance, Tick};
 
-/// A shared cap on records generated (from `--max-records`).
+/// A feed's cap on records generated (its share of `--max-records`).
 #[derive(Debug)]
 pub struct Budget {
     remaining: Option<AtomicU64>,
@@ -49,6 +49,55 @@ impl Budget {
     pub fn give_back(&self, n: u64) {
         if let Some(r) = &self.remaining {
             r.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+}
+
+/// `--max-records` shared out among the generating feeds: each feed gets an
+/// equal share (the first feeds one more while a remainder is left), less
+/// what it generated in earlier runs. Shares are fixed up front so that how
+/// the feeds' tasks happen to be scheduled decides nothing: a slow feed is
+/// never starved by a fast one, and a bounded run of N records over k feeds
+/// generates N in all. A feed added later by a reload gets no share.
+#[derive(Debug)]
+pub struct Budgets {
+    per_feed: Option<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    /// No cap: every feed runs until stopped.
+    pub fn unlimited() -> Self {
+        Self { per_feed: None }
+    }
+
+    /// `total` shared among `feeds` (name, records generated before), in order.
+    pub fn shared(total: Option<u64>, feeds: &[(String, u64)]) -> Self {
+        let Some(total) = total else {
+            return Self::unlimited();
+        };
+        let k = feeds.len().max(1) as u64;
+        let per_feed = feeds
+            .iter()
+            .enumerate()
+            .map(|(i, (name, done))| {
+                let share = total / k + u64::from((i as u64) < total % k);
+                let left = share.saturating_sub(*done);
+                (name.clone(), Arc::new(Budget::new(Some(left))))
+            })
+            .collect();
+        Self {
+            per_feed: Some(per_feed),
+        }
+    }
+
+    /// The budget of one feed.
+    pub fn of(&self, feed: &str) -> Arc<Budget> {
+        match &self.per_feed {
+            None => Arc::new(Budget::new(None)),
+            Some(m) => m
+                .get(feed)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Budget::new(Some(0)))),
         }
     }
 }
@@ -217,6 +266,32 @@ mod tests {
 
     fn generated<'a>(key: &'a str, data: &'a str) -> (&'a str, &'a [u8]) {
         (key, data.as_bytes())
+    }
+
+    fn left(b: &Budgets, feed: &str) -> u64 {
+        b.of(feed).claim(u64::MAX)
+    }
+
+    #[test]
+    fn max_records_is_shared_equally_less_what_each_feed_made_before() {
+        let feeds = [
+            ("a".to_string(), 0),
+            ("b".to_string(), 0),
+            ("c".to_string(), 0),
+        ];
+        let b = Budgets::shared(Some(400), &feeds);
+        assert_eq!(
+            (left(&b, "a"), left(&b, "b"), left(&b, "c")),
+            (134, 133, 133)
+        );
+        assert_eq!(left(&b, "a"), 0, "a claimed share is gone");
+        assert_eq!(left(&b, "added-by-reload"), 0, "a later feed has no share");
+        let before = [("a".to_string(), 150), ("b".to_string(), 100)];
+        let b = Budgets::shared(Some(400), &before);
+        assert_eq!((left(&b, "a"), left(&b, "b")), (50, 100));
+        let b = Budgets::shared(None, &feeds);
+        assert_eq!(left(&Budgets::unlimited(), "a"), u64::MAX);
+        assert_eq!(left(&b, "z"), u64::MAX);
     }
 
     #[test]

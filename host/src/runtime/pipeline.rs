@@ -81,8 +81,9 @@ impl ReloadOutcome {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
     pub stages: Stages,
-    /// Generate this many records in total, counting those earlier runs
-    /// generated (the feeds stop then).
+    /// Generate this many records in total, shared equally among the
+    /// generating feeds, each share less what the feed generated in earlier
+    /// runs (a feed stops when its share is used up).
     pub max_records: Option<u64>,
     /// The pipeline takes reloads (`run`): every plugin is loaded at start,
     /// those of stages it does not run too, to compare and swap later.
@@ -145,13 +146,13 @@ impl Pipeline {
         }));
         let backend = backend::open(&plan).await?;
         let stats = Arc::new(Stats::default());
-        let budget = Arc::new(budget(&plan, &backend, max_records).await?);
+        let budgets = Arc::new(budgets(&plan, &backend, max_records).await?);
         let root = CancellationToken::new();
         let feeds = FeedTasks::new(
             stages.feeds,
             backend.stream.clone(),
             stats.clone(),
-            budget,
+            budgets,
             root.child_token(),
         );
         let mut pipeline = Self {
@@ -334,23 +335,26 @@ impl Pipeline {
     }
 }
 
-/// The budget of `max_records`: records earlier runs generated count.
-async fn budget(
+/// The feeds' shares of `max_records`: records a feed generated in earlier
+/// runs count against its share.
+async fn budgets(
     plan: &Plan,
     backend: &Backend,
     max_records: Option<u64>,
-) -> anyhow::Result<feeds::Budget> {
-    let Some(max) = max_records else {
-        return Ok(feeds::Budget::new(None));
-    };
-    let mut done_before = 0;
-    for feed in &plan.feeds {
-        let producer = feeds::producer_name(&feed.name);
-        if let Some(p) = backend.stream.producer_position(&producer).await? {
-            done_before += p.records;
-        }
+) -> anyhow::Result<feeds::Budgets> {
+    if max_records.is_none() {
+        return Ok(feeds::Budgets::unlimited());
     }
-    Ok(feeds::Budget::new(Some(max.saturating_sub(done_before))))
+    let mut generating = Vec::new();
+    for feed in plan.feeds.iter().filter(|f| f.generator.is_some()) {
+        let done = backend
+            .stream
+            .producer_position(&feeds::producer_name(&feed.name))
+            .await?
+            .map_or(0, |p| p.records);
+        generating.push((feed.name.clone(), done));
+    }
+    Ok(feeds::Budgets::shared(max_records, &generating))
 }
 
 fn bridge_settings(plan: &Plan) -> bridge::BridgeSettings {
