@@ -5,11 +5,12 @@
 //! [`Pipeline::stop`] drains front to back. It owns one cancellation tree:
 //!
 //! ```text
-//! root ─┬─ web server
+//! root ─┬─ admin API
+//!       ├─ web server
 //!       ├─ feeds ── one child per feed generator
 //!       ├─ bridge
 //!       ├─ processor
-//!       └─ the caller's (the admin API, --dev): Pipeline::child_token
+//!       └─ the caller's (SIGHUP, --dev): Pipeline::child_token
 //! ```
 //!
 //! `stop` cancels the branches one at a time, each stage finishing what it
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -30,6 +32,7 @@ use super::{Stages, blocking, bridge, engine, feeds, process, processor, reload}
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
 use crate::plugin::PluginKind;
+use crate::web::admin::{AdminServer, ReloadRequest};
 use crate::web::{FeedSet, WebServer};
 
 /// What [`Pipeline::reload`] did.
@@ -78,16 +81,18 @@ impl ReloadOutcome {
 }
 
 /// What [`Pipeline::start`] starts, besides the plan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     pub stages: Stages,
     /// Generate this many records in total, shared equally among the
     /// generating feeds, each share less what the feed generated in earlier
     /// runs (a feed stops when its share is used up).
     pub max_records: Option<u64>,
-    /// The pipeline takes reloads (`run`): every plugin is loaded at start,
-    /// those of stages it does not run too, to compare and swap later.
-    pub reloadable: bool,
+    /// Where reload requests go, when the pipeline takes reloads (`run`):
+    /// every plugin is loaded at start, those of stages it does not run
+    /// too, to compare and swap later, and the admin API (`[admin]`) sends
+    /// its requests here. `None` (`serve`): no reloads, no admin API.
+    pub reloads: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 /// A stage's task and its branch of the cancellation tree.
@@ -107,7 +112,7 @@ impl StageTask {
 pub struct Pipeline {
     plan: Arc<Plan>,
     stages: Stages,
-    /// Started to take reloads ([`StartOptions::reloadable`]).
+    /// Started to take reloads ([`StartOptions::reloads`]).
     reloadable: bool,
     cache: PluginCache,
     backend: Backend,
@@ -118,6 +123,7 @@ pub struct Pipeline {
     bridge_live: Arc<ArcSwap<bridge::BridgeSettings>>,
     in_flight: Arc<processor::InFlight>,
     feeds: FeedTasks,
+    admin: Option<AdminServer>,
     web: Option<WebServer>,
     bridge: Option<StageTask>,
     processor: Option<StageTask>,
@@ -130,14 +136,16 @@ impl Pipeline {
     /// Loads the plugins (the load-time gate: nothing starts unless each
     /// compiles, targets its world and accepts its config), opens the
     /// backend and starts the stages: the feeds' generators, the bridge,
-    /// the processor and (with the feeds, when `[web]` is configured) the
+    /// the processor, the admin API (when reloadable and `[admin]` is
+    /// configured) and (with the feeds, when `[web]` is configured) the
     /// web server.
     pub async fn start(plan: Arc<Plan>, options: StartOptions) -> anyhow::Result<Self> {
         let StartOptions {
             stages,
             max_records,
-            reloadable,
+            reloads,
         } = options;
+        let reloadable = reloads.is_some();
         let mut cache = engine::cache_for(&plan, stages)?;
         let initial = engine::load_all(&mut cache, &plan, stages, reloadable)?;
         let chains = Arc::new(ArcSwap::from_pointee(Chains {
@@ -166,17 +174,21 @@ impl Pipeline {
             chains,
             in_flight: Arc::new(processor::InFlight::default()),
             feeds,
+            admin: None,
             web: None,
             bridge: None,
             processor: None,
             _root_guard: root.clone().drop_guard(),
             root,
         };
-        pipeline.start_stages().await?;
+        pipeline.start_stages(reloads).await?;
         Ok(pipeline)
     }
 
-    async fn start_stages(&mut self) -> anyhow::Result<()> {
+    async fn start_stages(
+        &mut self,
+        reloads: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> anyhow::Result<()> {
         let plan = self.plan.clone();
         if self.stages.feeds {
             for feed in &plan.feeds {
@@ -206,6 +218,10 @@ impl Pipeline {
             ));
             self.processor = Some(StageTask { handle, cancel });
         }
+        if let (Some(tx), Some(a)) = (reloads, &plan.admin) {
+            let (stats, cancel) = (self.stats.clone(), self.root.child_token());
+            self.admin = Some(AdminServer::start(a, stats, tx, cancel).await?);
+        }
         if self.stages.feeds
             && let Some(w) = &plan.web
         {
@@ -227,7 +243,7 @@ impl Pipeline {
     }
 
     /// A new branch of the pipeline's cancellation tree, for work the
-    /// caller runs beside it (the admin API, `--dev`).
+    /// caller runs beside it (SIGHUP, `--dev`).
     pub fn child_token(&self) -> CancellationToken {
         self.root.child_token()
     }
@@ -238,7 +254,7 @@ impl Pipeline {
     /// are swapped, changed generators restart and the web server's feeds
     /// are replaced. Otherwise nothing changes. `Err` only when a stage
     /// failed while being restarted, or the pipeline was not started
-    /// [`reloadable`](StartOptions::reloadable).
+    /// to take them ([`StartOptions::reloads`]).
     pub async fn reload(&mut self, new_plan: Plan) -> anyhow::Result<ReloadOutcome> {
         anyhow::ensure!(self.reloadable, "this pipeline was started without reloads");
         let current = self.chains.load_full();
@@ -315,11 +331,16 @@ impl Pipeline {
         refresh_gauges(&self.backend, &self.stats, self.stages).await;
     }
 
-    /// Stops front to back, each stage finishing what it holds: the web
-    /// server (requests in flight finish), the feeds, the bridge (its open
+    /// Stops front to back, each stage finishing what it holds: the admin
+    /// API (a reload in flight finishes), the web server (requests in flight finish), the feeds, the bridge (its open
     /// batches flushed), the processor (the batches it holds). Returns the
     /// final counters.
     pub async fn stop(mut self) -> anyhow::Result<Snapshot> {
+        if let Some(admin) = self.admin.take()
+            && let Err(e) = admin.stop().await
+        {
+            tracing::warn!("admin API stopped: {e:#}");
+        }
         if let Some(w) = self.web.take() {
             w.stop().await.context("the web server")?;
         }

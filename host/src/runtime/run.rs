@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::stats::StatusLine;
-use super::triggers::{Triggers, shutdown_signal};
+use super::triggers::{Hangups, Triggers, shutdown_signal};
 use super::{Pipeline, RunOptions, RunReport, StartOptions, metrics};
 use crate::plan::Plan;
 
@@ -23,13 +23,16 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     let started = Instant::now();
     let signal = shutdown_signal();
     metrics::handle();
+    // Reload requests: file changes, SIGHUP and the admin API.
+    let hangups = Hangups::catch()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
     let start = StartOptions {
         stages: opts.stages,
         max_records: opts.max_records,
-        reloadable: true,
+        reloads: Some(tx.clone()),
     };
     let mut pipeline = Pipeline::start(plan, start).await?;
-    let mut triggers = Triggers::start(&pipeline, &opts).await?;
+    let mut triggers = Triggers::start(&pipeline, &opts, (tx, rx), hangups)?;
     let mut status = StatusLine::new(opts.status);
     let deadline = opts.duration.map(|d| started + d);
     let ended = supervise(

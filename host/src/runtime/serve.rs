@@ -28,7 +28,7 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
     let start = StartOptions {
         stages: Stages::PRODUCER,
         max_records: None,
-        reloadable: false,
+        reloads: None,
     };
     let mut pipeline = Pipeline::start(plan, start).await?;
     let deadline = async {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Pipeline, RunOptions, dev, reload};
-use crate::web::admin::{AdminServer, ReloadRequest};
+use crate::web::admin::ReloadRequest;
 
 /// Editors and compilers write in several steps: a file change reloads once
 /// the files have been quiet this long.
@@ -61,31 +61,28 @@ pub(super) struct Triggers {
     watch: bool,
     /// A file change waiting for the files to be quiet.
     pending: Option<(Instant, String)>,
-    admin: Option<AdminServer>,
     dev: Option<JoinHandle<anyhow::Result<()>>>,
-    /// This branch of the pipeline's cancellation tree (SIGHUP, admin, dev).
+    /// This branch of the pipeline's cancellation tree (SIGHUP, dev).
     cancel: CancellationToken,
 }
 
 impl Triggers {
-    /// Starts the triggers `opts` and the plan ask for: file watching,
-    /// SIGHUP, the admin API (`[admin]`) and `--dev`.
-    pub async fn start(pipeline: &Pipeline, opts: &RunOptions) -> anyhow::Result<Self> {
-        let (tx, rx) = mpsc::channel::<ReloadRequest>(64);
+    /// Starts the triggers `opts` asks for — file watching, `hangups` and
+    /// `--dev` — sending on `tx`, the channel the pipeline's admin API
+    /// sends on too; `rx` is its other end.
+    pub fn start(
+        pipeline: &Pipeline,
+        opts: &RunOptions,
+        (tx, rx): (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
+        hangups: Hangups,
+    ) -> anyhow::Result<Self> {
         let plan = pipeline.plan();
         let cancel = pipeline.child_token();
         let watcher = match opts.watch {
             true => Some(reload::watch(&reload::watched_files(plan), tx.clone())?),
             false => None,
         };
-        forward_sighup(tx.clone(), cancel.clone())?;
-        let admin = match &plan.admin {
-            Some(a) => {
-                let stats = pipeline.stats().clone();
-                Some(AdminServer::start(a, stats, tx.clone(), cancel.child_token()).await?)
-            }
-            None => None,
-        };
+        forward_sighup(hangups, tx.clone(), cancel.clone());
         let dev = opts.dev.then(|| {
             let dir = plan
                 .file
@@ -104,7 +101,6 @@ impl Triggers {
             watcher,
             watch: opts.watch,
             pending: None,
-            admin,
             dev,
             cancel,
         })
@@ -155,15 +151,9 @@ impl Triggers {
         Ok(())
     }
 
-    /// Stops watching, the admin API (a reload in flight finishes) and
-    /// `--dev`.
+    /// Stops watching, SIGHUP and `--dev`.
     pub async fn stop(self) {
         drop(self.watcher);
-        if let Some(admin) = self.admin
-            && let Err(e) = admin.stop().await
-        {
-            tracing::warn!("admin API stopped: {e:#}");
-        }
         self.cancel.cancel();
         if let Some(dev) = self.dev {
             match dev.await {
@@ -175,15 +165,27 @@ impl Triggers {
     }
 }
 
+/// SIGHUP, caught from this call on (its default would end the process):
+/// [`Triggers::start`] turns each into a reload.
+pub(super) struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    pub fn catch() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Sends a reload request on every SIGHUP until `cancel`.
-fn forward_sighup(
-    tx: mpsc::Sender<ReloadRequest>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
+fn forward_sighup(hangups: Hangups, tx: mpsc::Sender<ReloadRequest>, cancel: CancellationToken) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup())?;
+        let mut hup = hangups.signal;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -199,6 +201,5 @@ fn forward_sighup(
         });
     }
     #[cfg(not(unix))]
-    let _ = (tx, cancel);
-    Ok(())
+    let _ = (hangups, tx, cancel);
 }
