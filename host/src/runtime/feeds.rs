@@ -53,12 +53,12 @@ impl Budget {
     }
 }
 
-/// `--max-records` shared out among the generating feeds: each feed gets an
-/// equal share (the first feeds one more while a remainder is left), less
-/// what it generated in earlier runs. Shares are fixed up front so that how
-/// the feeds' tasks happen to be scheduled decides nothing: a slow feed is
-/// never starved by a fast one, and a bounded run of N records over k feeds
-/// generates N in all. A feed added later by a reload gets no share.
+/// `--max-records` shared out among the generating feeds: what is left of
+/// the total after earlier runs is split equally (the first feeds one more
+/// while a remainder is left). Shares are fixed up front so that how the
+/// feeds' tasks happen to be scheduled decides nothing: a slow feed is never
+/// starved by a fast one, and a bounded run of N records generates N in all,
+/// across runs. A feed added later by a reload gets no share.
 #[derive(Debug)]
 pub struct Budgets {
     per_feed: Option<HashMap<String, Arc<Budget>>>,
@@ -76,13 +76,13 @@ impl Budgets {
             return Self::unlimited();
         };
         let k = feeds.len().max(1) as u64;
+        let left = total.saturating_sub(feeds.iter().map(|(_, done)| done).sum());
         let per_feed = feeds
             .iter()
             .enumerate()
-            .map(|(i, (name, done))| {
-                let share = total / k + u64::from((i as u64) < total % k);
-                let left = share.saturating_sub(*done);
-                (name.clone(), Arc::new(Budget::new(Some(left))))
+            .map(|(i, (name, _))| {
+                let share = left / k + u64::from((i as u64) < left % k);
+                (name.clone(), Arc::new(Budget::new(Some(share))))
             })
             .collect();
         Self {
@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn max_records_is_shared_equally_less_what_each_feed_made_before() {
+    fn what_is_left_of_max_records_is_shared_equally() {
         let feeds = [
             ("a".to_string(), 0),
             ("b".to_string(), 0),
@@ -286,9 +286,12 @@ mod tests {
         );
         assert_eq!(left(&b, "a"), 0, "a claimed share is gone");
         assert_eq!(left(&b, "added-by-reload"), 0, "a later feed has no share");
-        let before = [("a".to_string(), 150), ("b".to_string(), 100)];
+        // What earlier runs made counts against the total, not a feed.
+        let before = [("a".to_string(), 250), ("b".to_string(), 100)];
         let b = Budgets::shared(Some(400), &before);
-        assert_eq!((left(&b, "a"), left(&b, "b")), (50, 100));
+        assert_eq!((left(&b, "a"), left(&b, "b")), (25, 25));
+        let b = Budgets::shared(Some(400), &[("a".to_string(), 500)]);
+        assert_eq!(left(&b, "a"), 0);
         let b = Budgets::shared(None, &feeds);
         assert_eq!(left(&Budgets::unlimited(), "a"), u64::MAX);
         assert_eq!(left(&b, "z"), u64::MAX);
