@@ -84,9 +84,9 @@ impl ReloadOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     pub stages: Stages,
-    /// Generate this many records in total, shared equally among the
-    /// generating feeds, each share less what the feed generated in earlier
-    /// runs (a feed stops when its share is used up).
+    /// Generate this many records in total, across runs: what is left
+    /// after earlier runs is shared equally among the generating feeds (a
+    /// feed stops when its share is used up).
     pub max_records: Option<u64>,
     /// Where reload requests go, when the pipeline takes reloads (`run`):
     /// every plugin is loaded at start, those of stages it does not run
@@ -356,8 +356,7 @@ impl Pipeline {
     }
 }
 
-/// The feeds' shares of `max_records`: records a feed generated in earlier
-/// runs count against its share.
+/// The feeds' shares of `max_records`, less what earlier runs generated.
 async fn budgets(
     plan: &Plan,
     backend: &Backend,
