@@ -57,5 +57,5 @@ pub(super) fn load_all(
             Ok(HashMap::new())
         }
     })
-    .map_err(|e| anyhow::anyhow!(e))
+    .map_err(anyhow::Error::from)
 }

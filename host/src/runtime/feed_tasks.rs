@@ -73,8 +73,7 @@ impl FeedTasks {
         let Some(g) = &feed.generator else {
             return Ok(());
         };
-        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let plugin = blocking(|| cache.get(&g.plugin, PluginKind::Generator))?;
         let cancel = self.cancel.child_token();
         let handle = tokio::spawn(feeds::run_feed(
             name.to_string(),

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
 use crate::plugin::{Plugin, PluginInstance, Tick};
+use crate::util::backoff::RETRY;
 
 /// A feed's cap on records generated (its share of `--max-records`).
 #[derive(Debug)]
@@ -177,25 +177,33 @@ pub async fn run_feed(
             records: total + n,
         };
         // At-least-once into the stream: retry until stored or shut down.
-        let mut backoff = Duration::from_millis(50);
+        let mut waits = RETRY.waits();
         loop {
             match stream.put(records.clone(), Some(mark.clone())).await {
                 Ok(()) => break,
                 Err(e) => {
                     Stats::add(&stats.backend_errors, 1);
-                    tracing::warn!(
-                        feed,
-                        tick = number,
-                        "stream put failed, retrying in {backoff:?}: {e}"
-                    );
+                    let wait = waits.next_delay();
+                    if e.is_retryable() {
+                        tracing::warn!(
+                            feed,
+                            tick = number,
+                            "stream put failed, retrying in {wait:?}: {e}"
+                        );
+                    } else {
+                        tracing::error!(
+                            feed,
+                            tick = number,
+                            "stream put failed, and will until the cause is fixed; retrying in {wait:?}: {e}"
+                        );
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => {
                             tracing::warn!(feed, tick = number, at = %format_ms(tick.time_ms), "shut down before the tick was stored; it will be generated again");
                             return Ok(());
                         }
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

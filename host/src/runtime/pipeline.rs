@@ -405,8 +405,7 @@ fn web_feeds(plan: &Plan, cache: &mut PluginCache) -> anyhow::Result<FeedSet> {
     for feed in &plan.feeds {
         let generator = match &feed.generator {
             Some(g) => Some((
-                blocking(|| cache.get(&g.plugin, PluginKind::Generator))
-                    .map_err(|e| anyhow::anyhow!(e))?,
+                blocking(|| cache.get(&g.plugin, PluginKind::Generator))?,
                 g.clone(),
             )),
             None => None,
