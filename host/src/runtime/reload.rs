@@ -170,20 +170,25 @@ fn describe(chains: &HashMap<String, FeedChain>) -> HashMap<String, String> {
     out
 }
 
-/// Re-reads the pipeline file and prepares the new chains. Nothing is
-/// published here; the caller swaps on success.
-pub fn prepare(
-    cache: &mut PluginCache,
-    current_plan: &Plan,
-    current: &Chains,
-) -> Result<(Plan, HashMap<String, FeedChain>, Applied), ReloadError> {
+/// Reads the pipeline file again, for a reload.
+pub fn read_plan(file: &Path) -> Result<Plan, ReloadError> {
     let render = |errs: Vec<crate::config::ConfigError>| {
         ReloadError::Config(errs.into_iter().map(|e| e.to_string()).collect())
     };
-    let new_plan = config::read(&current_plan.file)
+    config::read(file)
         .and_then(|source| plan::from_source(&source))
         .and_then(|p| plan::check_files(&p, Path::is_file).map(|()| p))
-        .map_err(render)?;
+        .map_err(render)
+}
+
+/// Checks `new_plan` against the running one and prepares its chains.
+/// Nothing is published here; the caller swaps on success.
+pub fn prepare(
+    cache: &mut PluginCache,
+    current_plan: &Plan,
+    new_plan: Plan,
+    current: &Chains,
+) -> Result<(Plan, HashMap<String, FeedChain>, Applied), ReloadError> {
     let refused = not_live(current_plan, &new_plan);
     if !refused.is_empty() {
         return Err(ReloadError::NotLive(refused));
@@ -289,7 +294,7 @@ pub fn canonical(path: &Path) -> PathBuf {
 /// `files` is created, written, renamed into place or removed.
 pub fn watch(
     files: &[PathBuf],
-    tx: tokio::sync::mpsc::Sender<super::admin::ReloadRequest>,
+    tx: tokio::sync::mpsc::Sender<crate::web::admin::ReloadRequest>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let wanted: HashSet<PathBuf> = files.iter().map(|f| canonical(f)).collect();
@@ -303,7 +308,7 @@ pub fn watch(
             return;
         }
         if let Some(p) = event.paths.iter().find(|p| wanted.contains(&canonical(p))) {
-            let _ = tx.try_send(super::admin::ReloadRequest {
+            let _ = tx.try_send(crate::web::admin::ReloadRequest {
                 why: format!("{} changed", p.display()),
                 reply: None,
             });

@@ -1,57 +1,44 @@
 //! `pipehost serve`: a producer-only process — the feeds' scheduled
 //! generation and the web server, nothing downstream of the stream (a
-//! `pipehost run` elsewhere, or the AWS pipeline, consumes it).
+//! `pipehost run` elsewhere, or the AWS pipeline, consumes it): a
+//! [`Pipeline`] of [`Stages::PRODUCER`].
 //!
 //! Feeds tick as in `run` (no overlap of slow ticks, retry with backoff
 //! while the stream is unavailable); shutdown stops the web server first
 //! (requests in flight finish), then the feeds.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
-use super::reload::PluginCache;
-use super::{Feeds, RunReport, feeds, refresh_gauges, shutdown_signal, start_web};
-use crate::backend;
+use super::triggers::shutdown_signal;
+use super::{Pipeline, RunReport, Stages, StartOptions};
 use crate::plan::Plan;
-use crate::plugin::{EngineSettings, PluginEngine};
-use crate::telemetry::stats::Stats;
+use crate::telemetry::metrics;
 
 /// Runs feeds and the web server until a signal or `duration`.
 pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let signal = shutdown_signal();
-    crate::telemetry::metrics::handle();
+    metrics::handle();
     if plan.fixed.web.is_none() {
         anyhow::bail!(
             "{}: `pipehost serve` needs a [web] section (and not `enabled = false`)",
             plan.file.display()
         );
     }
-    let engine = PluginEngine::new(EngineSettings {
-        max_instances: plan.plugins().count() as u32 * 8 + 32,
-        ..EngineSettings::default()
-    })?;
-    let mut cache = PluginCache::new(engine);
-    let backend = backend::open(&plan).await?;
-    let stats = Arc::new(Stats::default());
-    let mut feeds = Feeds {
-        enabled: true,
-        tasks: HashMap::new(),
-        stream: backend.stream.clone(),
-        stats: stats.clone(),
-        budgets: Arc::new(feeds::Budgets::unlimited()),
+    let start = StartOptions {
+        stages: Stages::PRODUCER,
+        max_records: None,
+        reloads: None,
     };
-    let web = start_web(&plan, &mut cache, &backend, &stats)
-        .await?
-        .expect("checked above");
-    for f in &plan.live.feeds {
-        feeds.start(&plan, &f.name, &mut cache)?;
-    }
-    tokio::pin!(signal);
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut pipeline = Pipeline::start(plan, start).await?;
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(signal, deadline);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -59,22 +46,15 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
                 tracing::info!("shutting down: signal");
                 break;
             }
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => break,
+            _ = &mut deadline => break,
             _ = tick.tick() => {
-                feeds.reap().await?;
-                refresh_gauges(&backend, &stats, false).await;
+                pipeline.check_stages().await?;
+                pipeline.refresh_gauges().await;
             }
         }
     }
-    web.stop().await.context("the web server")?;
-    feeds.stop_all().await?;
     Ok(RunReport {
-        stats: stats.snapshot(),
+        stats: pipeline.stop().await?,
         elapsed: started.elapsed(),
         drained: false,
     })

@@ -1,6 +1,7 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the backends
 //! answer: the stream lists its shards and their last records, the queue
-//! its depth, and the request log's last write worked) and `GET /metrics`.
+//! its depth, and the request log's last write worked) and `GET /metrics`;
+//! `/healthz` and `/metrics` answer on the admin routes too.
 //!
 //! `/readyz` is unauthenticated, so it answers coarse states only —
 //! `{"status": "ready"|"degraded", "checks": {"stream": "ok"|"unavailable",
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Shared;
+use crate::telemetry::stats::Stats;
 
 /// How long each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -95,10 +97,16 @@ pub async fn readyz(State(s): State<Shared>) -> Response {
     (status, Json(answer)).into_response()
 }
 
+/// `GET /metrics` of the web routes.
 pub async fn metrics(State(s): State<Shared>) -> Response {
+    metrics_text(&s.stats)
+}
+
+/// The Prometheus text answer, for the web and the admin routes alike.
+pub fn metrics_text(stats: &Stats) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::metrics::render(&s.stats),
+        crate::telemetry::metrics::render(stats),
     )
         .into_response()
 }

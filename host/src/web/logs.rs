@@ -306,9 +306,15 @@ mod tests {
         };
         let mut feeds = FeedSet::default();
         feeds.add("h", Some((plugin, generator)));
-        let server = WebServer::start(&plan, feeds, backend, Arc::new(Stats::default()))
-            .await
-            .unwrap();
+        let server = WebServer::start(
+            &plan,
+            feeds,
+            backend,
+            Arc::new(Stats::default()),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         let addr = server.addr;
         assert_eq!(get(addr, "/logs?feed=h").await.0, 200);
 

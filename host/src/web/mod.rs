@@ -1,5 +1,9 @@
-//! The web server (issue #5, the design's first deliverable): market-data
-//! log lines into the stream over HTTP, plus health and metrics.
+//! The HTTP server of the process: the web routes (issue #5, the design's
+//! first deliverable: market-data log lines into the stream over HTTP, plus
+//! health and metrics) on `[web] listen`, and the admin routes ([`admin`]:
+//! health, metrics, `POST /admin/reload`) on `[admin] listen`. Both listen
+//! through one accept loop ([`server`]), answer `/healthz` and `/metrics`
+//! with the same handlers ([`health`]) and check keys with one [`auth`].
 //!
 //! | route | auth | what |
 //! |---|---|---|
@@ -25,7 +29,8 @@
 //! runs it with the feeds' schedules and nothing downstream of the stream.
 
 mod access;
-pub(crate) mod auth;
+pub mod admin;
+mod auth;
 mod health;
 mod ingest;
 mod logs;
@@ -199,15 +204,17 @@ pub struct WebServer {
 }
 
 impl WebServer {
-    /// Binds, opens the request log and serves until [`WebServer::stop`].
+    /// Binds, opens the request log and serves until [`WebServer::stop`]
+    /// (or until `cancel` is cancelled; `stop` then still drains).
     pub async fn start(
         plan: &WebPlan,
         feeds: FeedSet,
         backend: Backend,
         stats: Arc<Stats>,
+        cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         crate::telemetry::metrics::handle();
-        let keys = auth::Keys::load(&plan.keys_env, plan.keys_file.as_deref())?;
+        let keys = auth::Keys::load(auth::Realm::Web, &plan.keys_env, plan.keys_file.as_deref())?;
         if keys.is_empty() {
             tracing::warn!(
                 "no API keys (set {} or web.keys_file): POST /v1/feeds/… and GET /logs are refused",
@@ -243,7 +250,6 @@ impl WebServer {
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!("pipehost: web server on {scheme}://{addr}");
-        let cancel = CancellationToken::new();
         let server = tokio::spawn(server::serve(
             listener,
             tls,

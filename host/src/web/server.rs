@@ -13,6 +13,7 @@
 //!   slow clients cannot hold up a SIGTERM.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -92,6 +93,7 @@ async fn idle_at_shutdown(cancel: CancellationToken, in_flight: Arc<AtomicUsize>
     }
 }
 
+/// Serves `app` on `listener` until `cancel`, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -106,19 +108,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let mut conns = JoinSet::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little.
-                    tracing::warn!("{}: accept failed: {e}", limits.name);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((tcp, peer)) = accept(&listener, &cancel, limits.name).await {
         while conns.try_join_next().is_some() {}
         let Ok(permit) = open.clone().try_acquire_owned() else {
             refuse(tcp, &limits);
@@ -192,4 +182,25 @@ pub async fn serve(
     conns.abort_all();
     while conns.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The next connection, or `None` once `cancel` is cancelled.
+async fn accept(
+    listener: &TcpListener,
+    cancel: &CancellationToken,
+    name: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!("{name}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
 }

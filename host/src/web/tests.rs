@@ -114,9 +114,15 @@ async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
     };
     let mut feeds = FeedSet::default();
     feeds.add("forex", None);
-    let server = WebServer::start(&plan, feeds, backend, Arc::new(Stats::default()))
-        .await
-        .unwrap();
+    let server = WebServer::start(
+        &plan,
+        feeds,
+        backend,
+        Arc::new(Stats::default()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let addr = server.addr;
     let ingest = "POST /v1/feeds/forex/records HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Api-Key: k\r\nContent-Length: 4\r\n\r\nline";
     let readyz = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
