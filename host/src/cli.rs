@@ -86,7 +86,8 @@ pub struct RunArgs {
     /// Stop after this long, e.g. `30s`, `5m`.
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
-    /// Generate this many records in total (across runs), then stop once all
+    /// Generate this many records in total (across runs; what is left is
+    /// shared equally among the feeds with a generator), then stop once all
     /// of them are processed.
     #[arg(long)]
     pub max_records: Option<u64>,

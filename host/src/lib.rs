@@ -15,6 +15,7 @@ pub mod fixture;
 pub mod plan;
 pub mod plugin;
 pub mod runtime;
+pub mod util;
 pub mod web;
 
 /// Entry points for the fuzz tests (`tests/fuzz.rs`, `fuzz/`): the checks

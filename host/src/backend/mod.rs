@@ -17,6 +17,7 @@
 //!   allows it (local: yes).
 
 pub mod aws;
+mod error;
 pub mod local;
 mod types;
 
@@ -25,53 +26,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use error::{BackendError, Class, Source};
 pub use types::*;
 
 use crate::plan::{BackendPlan, Plan};
-
-/// Why a backend call failed. [`BackendError::is_retryable`] tells an
-/// outage (wait and try again: the processor keeps the message) from a
-/// request that can never succeed (fail the batch).
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The service failed or did not answer: I/O, a full disk, a busy
-    /// database, a network error, throttling. May clear on its own.
-    #[error("{service}: {message}")]
-    Failed {
-        service: &'static str,
-        message: String,
-    },
-    #[error("{service}: {what} not found")]
-    NotFound { service: &'static str, what: String },
-    /// The request itself is wrong (e.g. an invalid object key): trying
-    /// again cannot help.
-    #[error("{service}: {message}")]
-    Invalid {
-        service: &'static str,
-        message: String,
-    },
-}
-
-impl BackendError {
-    pub fn failed(service: &'static str, e: impl std::fmt::Display) -> Self {
-        Self::Failed {
-            service,
-            message: e.to_string(),
-        }
-    }
-
-    pub fn invalid(service: &'static str, e: impl std::fmt::Display) -> Self {
-        Self::Invalid {
-            service,
-            message: e.to_string(),
-        }
-    }
-
-    /// True for an outage that may clear on its own ([`BackendError::Failed`]).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Failed { .. })
-    }
-}
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 

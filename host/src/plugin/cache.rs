@@ -13,12 +13,13 @@
 //!   after each write the least recently written entries past the bound are
 //!   removed (`run --dev` compiles a new entry on every rebuild).
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use crate::util::atomic_file::{self, Durability};
 
 /// What a cache entry's name ends with.
 pub(crate) const SUFFIX: &str = ".cwasm";
@@ -72,40 +73,13 @@ pub(crate) fn read(path: &Path) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Writes an entry (fresh temporary file, then rename) and evicts the
-/// oldest entries past `max_bytes`.
+/// Writes an entry (fresh temporary file, then rename: see
+/// [`atomic_file`]) and evicts the oldest entries past `max_bytes`.
 pub(crate) fn store(path: &Path, bytes: &[u8], max_bytes: u64) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache entries live in a directory");
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let tmp = dir.join(format!(
-        ".{}.{}.{nanos}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = create_new(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    atomic_file::write(path, bytes, Durability::Full)?;
     evict(dir, max_bytes, path);
     Ok(())
-}
-
-/// A new file only: fails if anything (a file, a symbolic link) is there.
-fn create_new(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
 }
 
 /// Removes the least recently written entries until the entries total at
@@ -183,7 +157,10 @@ mod tests {
         let entry = real.join("x.cwasm");
         std::os::unix::fs::symlink(&target, &entry).unwrap();
         assert_eq!(read(&entry), None, "a linked entry is not read");
-        assert!(create_new(&entry).is_err(), "nor written through");
+        assert!(
+            atomic_file::create_new(&entry).is_err(),
+            "nor written through"
+        );
         store(&entry, b"compiled", u64::MAX).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"precious");
         assert_eq!(read(&entry).unwrap(), b"compiled");
@@ -199,7 +176,7 @@ mod tests {
         for i in 0..5u64 {
             let path = dir.join(format!("{i}{SUFFIX}"));
             std::fs::write(&path, [0u8; 100]).unwrap();
-            let f = File::options().write(true).open(&path).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
             f.set_modified(old + Duration::from_secs(i)).unwrap();
         }
         std::fs::write(dir.join("other-file"), [0u8; 1000]).unwrap();

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
@@ -19,6 +18,7 @@ use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::state::HostState;
 use super::{PluginKind, PluginSettings};
+use crate::util::hex;
 
 /// The contract package every plugin export belongs to.
 pub const PACKAGE: &str = "pipehost:plugin";
@@ -119,7 +119,7 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
         let shown: String = bytes
             .iter()
             .take(8)
-            .map(|b| format!("{b:02x}"))
+            .map(|b| hex::encode(&[*b]))
             .collect::<Vec<_>>()
             .join(" ");
         return Err(PluginError::NotAComponent {
@@ -364,11 +364,7 @@ pub struct Inspection {
 /// A plugin file's identity: the hex SHA-256 of its bytes (what
 /// [`Plugin::sha256`] returns).
 pub fn content_hash(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::sha256(bytes)
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use super::message::{BatchMessage, MessageRecord, VERSION};
 use super::stats::Stats;
 use crate::backend::{Checkpoint, OutMessage, Queue, ShardInfo, StoredRecord, Stream, seq_after};
 use crate::plan::Rollover;
+use crate::util::backoff::RETRY;
 
 /// The checkpoint of a shard that is closed and fully forwarded.
 pub const SHARD_END: &str = "SHARD_END";
@@ -146,7 +147,7 @@ async fn flush(
         source: shard.to_string(),
         position: msg.last_seq.clone(),
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut waits = RETRY.waits();
     loop {
         match queue
             .send(vec![out.clone()], Some(checkpoint.clone()))
@@ -155,12 +156,20 @@ async fn flush(
             Ok(()) => break,
             Err(e) => {
                 Stats::add(&stats.backend_errors, 1);
-                tracing::warn!(shard, "queue send failed, retrying in {backoff:?}: {e}");
-                if cancel.is_cancelled() && backoff > Duration::from_secs(2) {
+                let ceiling = waits.ceiling();
+                let wait = waits.next_delay();
+                if e.is_retryable() {
+                    tracing::warn!(shard, "queue send failed, retrying in {wait:?}: {e}");
+                } else {
+                    tracing::error!(
+                        shard,
+                        "queue send failed, and will until the cause is fixed; retrying in {wait:?}: {e}"
+                    );
+                }
+                if cancel.is_cancelled() && ceiling > Duration::from_secs(2) {
                     return false;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(wait).await;
             }
         }
     }

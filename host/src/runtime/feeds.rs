@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +17,9 @@ use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
 use crate::plugin::{Plugin, PluginInstance, Tick};
+use crate::util::backoff::RETRY;
 
-/// A shared cap on records generated (from `--max-records`).
+/// A feed's cap on records generated (its share of `--max-records`).
 #[derive(Debug)]
 pub struct Budget {
     remaining: Option<AtomicU64>,
@@ -49,6 +49,55 @@ impl Budget {
     pub fn give_back(&self, n: u64) {
         if let Some(r) = &self.remaining {
             r.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+}
+
+/// `--max-records` shared out among the generating feeds: what is left of
+/// the total after earlier runs is split equally (the first feeds one more
+/// while a remainder is left). Shares are fixed up front so that how the
+/// feeds' tasks happen to be scheduled decides nothing: a slow feed is never
+/// starved by a fast one, and a bounded run of N records generates N in all,
+/// across runs. A feed added later by a reload gets no share.
+#[derive(Debug)]
+pub struct Budgets {
+    per_feed: Option<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    /// No cap: every feed runs until stopped.
+    pub fn unlimited() -> Self {
+        Self { per_feed: None }
+    }
+
+    /// `total` shared among `feeds` (name, records generated before), in order.
+    pub fn shared(total: Option<u64>, feeds: &[(String, u64)]) -> Self {
+        let Some(total) = total else {
+            return Self::unlimited();
+        };
+        let k = feeds.len().max(1) as u64;
+        let left = total.saturating_sub(feeds.iter().map(|(_, done)| done).sum());
+        let per_feed = feeds
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let share = left / k + u64::from((i as u64) < left % k);
+                (name.clone(), Arc::new(Budget::new(Some(share))))
+            })
+            .collect();
+        Self {
+            per_feed: Some(per_feed),
+        }
+    }
+
+    /// The budget of one feed.
+    pub fn of(&self, feed: &str) -> Arc<Budget> {
+        match &self.per_feed {
+            None => Arc::new(Budget::new(None)),
+            Some(m) => m
+                .get(feed)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Budget::new(Some(0)))),
         }
     }
 }
@@ -128,25 +177,33 @@ pub async fn run_feed(
             records: total + n,
         };
         // At-least-once into the stream: retry until stored or shut down.
-        let mut backoff = Duration::from_millis(50);
+        let mut waits = RETRY.waits();
         loop {
             match stream.put(records.clone(), Some(mark.clone())).await {
                 Ok(()) => break,
                 Err(e) => {
                     Stats::add(&stats.backend_errors, 1);
-                    tracing::warn!(
-                        feed,
-                        tick = number,
-                        "stream put failed, retrying in {backoff:?}: {e}"
-                    );
+                    let wait = waits.next_delay();
+                    if e.is_retryable() {
+                        tracing::warn!(
+                            feed,
+                            tick = number,
+                            "stream put failed, retrying in {wait:?}: {e}"
+                        );
+                    } else {
+                        tracing::error!(
+                            feed,
+                            tick = number,
+                            "stream put failed, and will until the cause is fixed; retrying in {wait:?}: {e}"
+                        );
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => {
                             tracing::warn!(feed, tick = number, at = %format_ms(tick.time_ms), "shut down before the tick was stored; it will be generated again");
                             return Ok(());
                         }
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -217,6 +274,35 @@ mod tests {
 
     fn generated<'a>(key: &'a str, data: &'a str) -> (&'a str, &'a [u8]) {
         (key, data.as_bytes())
+    }
+
+    fn left(b: &Budgets, feed: &str) -> u64 {
+        b.of(feed).claim(u64::MAX)
+    }
+
+    #[test]
+    fn what_is_left_of_max_records_is_shared_equally() {
+        let feeds = [
+            ("a".to_string(), 0),
+            ("b".to_string(), 0),
+            ("c".to_string(), 0),
+        ];
+        let b = Budgets::shared(Some(400), &feeds);
+        assert_eq!(
+            (left(&b, "a"), left(&b, "b"), left(&b, "c")),
+            (134, 133, 133)
+        );
+        assert_eq!(left(&b, "a"), 0, "a claimed share is gone");
+        assert_eq!(left(&b, "added-by-reload"), 0, "a later feed has no share");
+        // What earlier runs made counts against the total, not a feed.
+        let before = [("a".to_string(), 250), ("b".to_string(), 100)];
+        let b = Budgets::shared(Some(400), &before);
+        assert_eq!((left(&b, "a"), left(&b, "b")), (25, 25));
+        let b = Budgets::shared(Some(400), &[("a".to_string(), 500)]);
+        assert_eq!(left(&b, "a"), 0);
+        let b = Budgets::shared(None, &feeds);
+        assert_eq!(left(&Budgets::unlimited(), "a"), u64::MAX);
+        assert_eq!(left(&b, "z"), u64::MAX);
     }
 
     #[test]

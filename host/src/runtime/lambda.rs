@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 
 use super::message::BatchMessage;
 use super::process::{FeedPlugins, Layout, process};
+use super::processor::{BatchError, GaveUp, StepError};
 use super::reload::{Chains, PluginCache};
 use super::stats::Stats;
 use super::{blocking, processor, reload};
@@ -79,8 +80,10 @@ impl Function {
             }
             if let Err(e) = self.handle_message(m).await {
                 Stats::add(&self.stats.failed_batches, 1);
+                Stats::add(&self.stats.plugin_failures, e.plugin_failures());
                 tracing::warn!(
                     message_id = %id,
+                    kind = e.kind(),
                     receives = m.attributes.get("ApproximateReceiveCount").map(String::as_str).unwrap_or("?"),
                     "batch failed; SQS redelivers it (dead-letter queue after maxReceiveCount): {e}"
                 );
@@ -96,24 +99,28 @@ impl Function {
         response
     }
 
-    async fn handle_message(&self, m: &SqsMessage) -> Result<(), String> {
+    async fn handle_message(&self, m: &SqsMessage) -> Result<(), BatchError> {
         let body = m
             .body
             .clone()
-            .ok_or_else(|| "the SQS record has no body".to_string())?;
+            .ok_or_else(|| BatchError::Undecodable("the SQS record has no body".into()))?;
         let body = self
             .backend
             .queue
             .resolve_body(body)
             .await
-            .map_err(|e| format!("fetching the message payload: {e}"))?;
-        let msg = BatchMessage::decode(&body).map_err(|e| format!("undecodable message: {e}"))?;
-        let batch = {
+            .map_err(|source| StepError {
+                step: "fetching the message payload".into(),
+                why: GaveUp::NotRetried,
+                source,
+            })?;
+        let msg = BatchMessage::decode(&body).map_err(BatchError::Undecodable)?;
+        let mut batch = {
             let mut guard = self.feeds.lock().await;
             let mut feeds = match guard.take() {
                 Some(f) => f,
                 None => blocking(|| processor::instantiate(&self.chains))
-                    .map_err(|e| format!("cannot instantiate the plugins: {e}"))?,
+                    .map_err(BatchError::Instantiate)?,
             };
             let layout = self.layout.clone();
             let (feeds, result) = tokio::task::spawn_blocking(move || {
@@ -122,23 +129,22 @@ impl Function {
                 (feeds, r)
             })
             .await
-            .map_err(|e| {
-                Stats::add(&self.stats.plugin_failures, 1);
-                format!("processing panicked (the next message gets fresh plugin instances): {e}")
-            })?;
+            .map_err(|e| BatchError::Panicked(e.to_string()))?;
             *guard = Some(feeds);
-            result.map_err(|e| {
-                Stats::add(&self.stats.plugin_failures, 1);
-                e.to_string()
-            })?
+            result.map_err(|e| BatchError::Plugins(vec![e]))?
         };
         let retry = processor::Retry::Never;
-        processor::store_and_notify(&self.backend, &batch, &self.stats, &retry).await?;
-        if !batch.failed.is_empty() {
+        let failed = BatchError::Plugins(std::mem::take(&mut batch.failed));
+        if let Err(e) =
+            processor::store_and_notify(&self.backend, &batch, &self.stats, &retry).await
+        {
+            Stats::add(&self.stats.plugin_failures, failed.plugin_failures());
+            return Err(e.into());
+        }
+        if failed.plugin_failures() > 0 {
             // The healthy feeds' objects are stored; the message comes back
             // for the failed feed's records.
-            Stats::add(&self.stats.plugin_failures, batch.failed.len() as u64);
-            return Err(batch.failed.join("; "));
+            return Err(failed);
         }
         processor::count_processed(&batch, &self.stats);
         Ok(())
@@ -174,9 +180,8 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
         ..EngineSettings::default()
     })?;
     let mut cache = PluginCache::new(engine);
-    let chains = blocking(|| reload::build_chains(&mut cache, &plan))
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("loading the plugins")?;
+    let chains =
+        blocking(|| reload::build_chains(&mut cache, &plan)).context("loading the plugins")?;
     let chains = Chains {
         generation: 0,
         feeds: chains,

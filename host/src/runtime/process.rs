@@ -82,7 +82,7 @@ pub struct OutputObject {
 }
 
 /// The result of processing one message.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ProcessedBatch {
     pub objects: Vec<OutputObject>,
     pub records_in: usize,
@@ -91,7 +91,7 @@ pub struct ProcessedBatch {
     pub error_records: usize,
     /// Feeds whose plugins failed (a trap, the deadline, the memory cap):
     /// their records are in no object, and the batch must come back.
-    pub failed: Vec<String>,
+    pub failed: Vec<ProcessError>,
 }
 
 /// Why a batch could not be processed (it will be retried).
@@ -103,6 +103,15 @@ pub enum ProcessError {
         #[source]
         source: PluginError,
     },
+}
+
+impl ProcessError {
+    /// The plugin error's kind ([`PluginError::kind`]), for logs and stats.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Plugin { source, .. } => source.kind(),
+        }
+    }
 }
 
 /// Output layout settings.
@@ -342,7 +351,7 @@ pub fn process(
             Err(e) => {
                 // This feed's records wait for a redelivery; the other
                 // feeds' objects are stored all the same.
-                out.failed.push(e.to_string());
+                out.failed.push(e);
                 failed_feeds.push(feed);
                 continue;
             }

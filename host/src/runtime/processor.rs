@@ -13,6 +13,7 @@
 //! out, not charged to the batch (see [`deliver`]).
 
 mod deliver;
+mod error;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use arc_swap::ArcSwap;
 
-pub use deliver::{Outage, Retry, count_processed, s3_event, store_and_notify};
+pub use deliver::{GaveUp, Outage, Retry, StepError, count_processed, s3_event, store_and_notify};
+pub use error::BatchError;
 
 use super::message::BatchMessage;
 use super::process::{FeedPlugins, Layout, process};
@@ -33,6 +35,7 @@ use super::reload::Chains;
 use super::stats::Stats;
 use crate::backend::{Backend, Received};
 use crate::plugin::Plugin;
+use crate::util::backoff::RETRY;
 
 /// The plugins of one feed, loaded once; each worker instantiates its own.
 #[derive(Clone)]
@@ -160,7 +163,7 @@ struct Instances {
 impl Instances {
     /// The instances for the next batch: the reloaded plugin set when there
     /// is one (a batch boundary), fresh ones when a panic took the old.
-    async fn refresh(&mut self, id: usize, chains: &ArcSwap<Chains>) -> Result<(), String> {
+    async fn refresh(&mut self, id: usize, chains: &ArcSwap<Chains>) -> Result<(), BatchError> {
         let latest = chains.load_full();
         if self.feeds.is_some() && latest.generation == self.generation {
             return Ok(());
@@ -183,7 +186,7 @@ impl Instances {
                 );
                 Ok(())
             }
-            Err(e) => Err(format!("cannot instantiate the plugins: {e}")),
+            Err(e) => Err(BatchError::Instantiate(e)),
         }
     }
 }
@@ -206,10 +209,12 @@ async fn worker(id: usize, cx: Arc<WorkerContext>) -> anyhow::Result<()> {
         };
         if let Err(e) = outcome {
             Stats::add(&cx.stats.failed_batches, 1);
+            Stats::add(&cx.stats.plugin_failures, e.plugin_failures());
             tracing::warn!(
                 worker = id,
                 message = %held.received.id,
                 receives = held.received.receive_count,
+                kind = e.kind(),
                 "batch failed; it will be redelivered (dead-letter queue after the configured receives): {e}"
             );
             // Let it come back after the visibility timeout rather than at
@@ -222,13 +227,16 @@ async fn worker(id: usize, cx: Arc<WorkerContext>) -> anyhow::Result<()> {
 
 /// One message: process, store, notify, delete. A panic while processing
 /// fails this batch and drops the instances it held (rebuilt for the next).
-async fn handle(cx: &WorkerContext, instances: &mut Instances, held: &Held) -> Result<(), String> {
-    let msg = BatchMessage::decode(&held.received.body)
-        .map_err(|e| format!("undecodable message: {e}"))?;
+async fn handle(
+    cx: &WorkerContext,
+    instances: &mut Instances,
+    held: &Held,
+) -> Result<(), BatchError> {
+    let msg = BatchMessage::decode(&held.received.body).map_err(BatchError::Undecodable)?;
     let mut f = instances
         .feeds
         .take()
-        .ok_or("the plugin instances are missing")?;
+        .expect("instances are refreshed before each batch");
     let layout = cx.settings.layout.clone();
     let joined = tokio::task::spawn_blocking(move || {
         crash_point("process");
@@ -236,34 +244,26 @@ async fn handle(cx: &WorkerContext, instances: &mut Instances, held: &Held) -> R
         (f, r)
     })
     .await;
-    let (f, result) = match joined {
-        Ok(done) => done,
-        Err(e) => {
-            Stats::add(&cx.stats.plugin_failures, 1);
-            return Err(format!(
-                "processing panicked (the worker goes on with fresh plugin instances): {}",
-                panic_text(e)
-            ));
-        }
-    };
+    let (f, result) = joined.map_err(|e| BatchError::Panicked(panic_text(e)))?;
     instances.feeds = Some(f);
-    let batch = result.map_err(|e| {
-        Stats::add(&cx.stats.plugin_failures, 1);
-        e.to_string()
-    })?;
+    let mut batch = result.map_err(|e| BatchError::Plugins(vec![e]))?;
     let retry = Retry::Until {
         outage: &cx.outage,
         cancel: &cx.cancel,
     };
     if batch.failed.is_empty() {
-        return deliver::deliver(&cx.backend, &held.received, &batch, &cx.stats, &retry).await;
+        return Ok(deliver::deliver(&cx.backend, &held.received, &batch, &cx.stats, &retry).await?);
     }
     // Some feed's plugin failed: store what the healthy feeds made (a
     // redelivery rewrites the same objects, notified once), keep the
     // message for the failed feed's records.
-    Stats::add(&cx.stats.plugin_failures, batch.failed.len() as u64);
-    store_and_notify(&cx.backend, &batch, &cx.stats, &retry).await?;
-    Err(batch.failed.join("; "))
+    let failed = BatchError::Plugins(std::mem::take(&mut batch.failed));
+    if let Err(e) = store_and_notify(&cx.backend, &batch, &cx.stats, &retry).await {
+        // The plugin failures count all the same.
+        Stats::add(&cx.stats.plugin_failures, failed.plugin_failures());
+        return Err(e.into());
+    }
+    Err(failed)
 }
 
 /// The message of a panic, or what ended the task.
@@ -304,7 +304,7 @@ pub async fn run(
         .map(|id| tokio::spawn(worker(id, cx.clone())))
         .collect();
     drop(cx);
-    let mut backoff = Duration::from_millis(50);
+    let mut waits = RETRY.waits();
     'fetch: while !cancel.is_cancelled() {
         // A worker is waiting out a backend error: receive nothing until
         // it clears, so no message is received only to wait.
@@ -342,15 +342,21 @@ pub async fn run(
         };
         let messages = match got {
             Ok(m) => {
-                backoff = Duration::from_millis(50);
+                waits.reset();
                 m
             }
             Err(e) => {
                 Stats::add(&stats.backend_errors, 1);
-                tracing::warn!("queue receive failed, retrying in {backoff:?}: {e}");
+                let wait = waits.next_delay();
+                if e.is_retryable() {
+                    tracing::warn!("queue receive failed, retrying in {wait:?}: {e}");
+                } else {
+                    tracing::error!(
+                        "queue receive failed, and will until the cause is fixed; retrying in {wait:?}: {e}"
+                    );
+                }
                 drop(permit);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::processor::FeedChain;
 use crate::plan::{self, FeedPlan, Plan, PluginPlan};
-use crate::plugin::{Plugin, PluginEngine, PluginKind};
+use crate::plugin::{Plugin, PluginEngine, PluginError, PluginKind};
 
 /// The plugins workers use, with the generation that identifies the set.
 pub struct Chains {
@@ -31,8 +31,19 @@ pub enum ReloadError {
     Config(Vec<String>),
     #[error("cannot change while running (restart to apply): {}", .0.join(", "))]
     NotLive(Vec<&'static str>),
-    #[error("{0}")]
-    Plugin(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginLoadError),
+}
+
+/// A plugin of the plan that cannot be used, named by its place in the
+/// plan (`feeds.forex.parser`); the plugin error, with its kind, is the
+/// source.
+#[derive(Debug, thiserror::Error)]
+#[error("`{key}`: {source}")]
+pub struct PluginLoadError {
+    pub key: String,
+    #[source]
+    pub source: PluginError,
 }
 
 /// What a successful reload changed.
@@ -66,10 +77,17 @@ impl PluginCache {
     /// The plugin for `p`: the one already loaded when the file content and
     /// settings are unchanged, else a fresh load. Either way it is validated
     /// by an instance running `init` with `p`'s config.
-    pub fn get(&mut self, p: &PluginPlan, kind: PluginKind) -> Result<Plugin, String> {
-        let context = |e: &dyn std::fmt::Display| format!("`{}`: {e}", p.origin.key);
-        let bytes = std::fs::read(&p.path)
-            .map_err(|e| context(&format!("cannot read {}: {e}", p.path.display())))?;
+    pub fn get(&mut self, p: &PluginPlan, kind: PluginKind) -> Result<Plugin, PluginLoadError> {
+        let context = |source| PluginLoadError {
+            key: p.origin.key.clone(),
+            source,
+        };
+        let bytes = std::fs::read(&p.path).map_err(|source| {
+            context(PluginError::Read {
+                path: p.path.clone(),
+                source,
+            })
+        })?;
         let key = (p.path.clone(), kind);
         let plugin = match self.loaded.get(&key) {
             Some(old)
@@ -81,11 +99,9 @@ impl PluginCache {
             _ => self
                 .engine
                 .load_bytes(&p.path, &bytes, kind, p.settings.clone())
-                .map_err(|e| context(&e))?,
+                .map_err(context)?,
         };
-        plugin
-            .instantiate(&p.config_json)
-            .map_err(|e| context(&e))?;
+        plugin.instantiate(&p.config_json).map_err(context)?;
         self.loaded.insert(key, plugin.clone());
         Ok(plugin)
     }
@@ -95,7 +111,7 @@ impl PluginCache {
 pub fn build_chains(
     cache: &mut PluginCache,
     plan: &Plan,
-) -> Result<HashMap<String, FeedChain>, String> {
+) -> Result<HashMap<String, FeedChain>, PluginLoadError> {
     let mut chains = HashMap::new();
     for feed in &plan.feeds {
         let parser = (
@@ -106,7 +122,7 @@ pub fn build_chains(
             .transforms
             .iter()
             .map(|t| Ok((cache.get(t, PluginKind::Transform)?, t.config_json.clone())))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, PluginLoadError>>()?;
         chains.insert(feed.name.clone(), FeedChain { parser, transforms });
     }
     Ok(chains)

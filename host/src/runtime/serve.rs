@@ -42,7 +42,7 @@ pub async fn serve(plan: Arc<Plan>, duration: Option<Duration>) -> anyhow::Resul
         tasks: HashMap::new(),
         stream: backend.stream.clone(),
         stats: stats.clone(),
-        budget: Arc::new(feeds::Budget::new(None)),
+        budgets: Arc::new(feeds::Budgets::unlimited()),
     };
     let web = start_web(&plan, &mut cache, &backend, &stats)
         .await?

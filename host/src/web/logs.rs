@@ -31,7 +31,7 @@ use super::ingest::Accepted;
 use super::{ApiError, Generator, Shared};
 use crate::backend::StreamRecord;
 use crate::event::format_ms;
-use crate::plugin::{GeneratedBatch, Tick};
+use crate::plugin::{GeneratedBatch, PluginError, Tick};
 use crate::runtime::message::stream_key;
 use crate::runtime::stats::Stats;
 
@@ -46,10 +46,16 @@ pub(super) const MAX_CONCURRENT: usize = 4;
 const RETRY_AFTER_SECS: &str = "1";
 
 /// Why one feed's tick failed.
+#[derive(Debug, thiserror::Error)]
 enum GenerateError {
     /// Every slot of the feed's generator is taken.
+    #[error("every slot of the generator is taken")]
     Busy,
-    Failed(String),
+    /// The plugin failed (its kind: [`PluginError::kind`]).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("the call panicked: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,25 +73,20 @@ async fn generate(
     let Ok(_slot) = g.slots.try_acquire() else {
         return Err(GenerateError::Busy);
     };
-    generate_in_slot(g, count, time_ms)
-        .await
-        .map_err(GenerateError::Failed)
+    generate_in_slot(g, count, time_ms).await
 }
 
 async fn generate_in_slot(
     g: &Generator,
     count: u32,
     time_ms: i64,
-) -> Result<GeneratedBatch, String> {
+) -> Result<GeneratedBatch, GenerateError> {
     let instance = g.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let mut instance = match instance {
         Some(i) => i,
         None => {
             let (plugin, config) = (g.plugin.clone(), g.plan.plugin.config_json.clone());
-            tokio::task::spawn_blocking(move || plugin.instantiate(&config))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
+            tokio::task::spawn_blocking(move || plugin.instantiate(&config)).await??
         }
     };
     let tick = Tick {
@@ -99,15 +100,14 @@ async fn generate_in_slot(
         let r = instance.generate(tick);
         (instance, r)
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     crate::runtime::metrics::plugin_call("generator", "logs", started);
     let mut idle = g.idle.lock().unwrap_or_else(|p| p.into_inner());
     if idle.len() < MAX_CONCURRENT {
         idle.push(instance);
     }
     drop(idle);
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }
 
 pub async fn logs(
@@ -149,7 +149,7 @@ pub async fn logs(
         let generated = match generate(g, count, time_ms).await {
             Ok(generated) => generated,
             Err(GenerateError::Busy) => return Ok(busy(name)),
-            Err(GenerateError::Failed(e)) => {
+            Err(e) => {
                 Stats::add(&s.stats.plugin_failures, 1);
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

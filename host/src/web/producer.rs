@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::backend::{Stream, StreamRecord};
+use crate::backend::{BackendError, Stream, StreamRecord};
 
 /// Puts waiting for the writer; past that, requests wait to enqueue (and
 /// the request timeout bounds the wait).
@@ -30,7 +30,17 @@ const MAX_COMMIT_BYTES: usize = 16 << 20;
 
 struct Put {
     records: Vec<StreamRecord>,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), PutError>>,
+}
+
+/// Why records were not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PutError {
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The commit failed (every request in it gets the same error).
+    #[error(transparent)]
+    Stream(Arc<BackendError>),
 }
 
 #[derive(Clone)]
@@ -47,14 +57,13 @@ impl Producer {
     }
 
     /// Stores `records` on the stream (with whatever else is pending).
-    pub async fn put(&self, records: Vec<StreamRecord>) -> Result<(), String> {
+    pub async fn put(&self, records: Vec<StreamRecord>) -> Result<(), PutError> {
         let (reply, done) = oneshot::channel();
         self.tx
             .send(Put { records, reply })
             .await
-            .map_err(|_| "the server is shutting down".to_string())?;
-        done.await
-            .map_err(|_| "the server is shutting down".to_string())?
+            .map_err(|_| PutError::ShuttingDown)?;
+        done.await.map_err(|_| PutError::ShuttingDown)?
     }
 }
 
@@ -80,7 +89,10 @@ async fn run(stream: Arc<dyn Stream>, mut rx: mpsc::Receiver<Put>) {
             all.append(&mut p.records);
         }
         let started = std::time::Instant::now();
-        let result = stream.put(all, None).await.map_err(|e| e.to_string());
+        let result = stream
+            .put(all, None)
+            .await
+            .map_err(|e| PutError::Stream(Arc::new(e)));
         metrics::histogram!("pipehost_ingest_commit_records").record(n as f64);
         metrics::histogram!("pipehost_ingest_commit_seconds")
             .record(started.elapsed().as_secs_f64());

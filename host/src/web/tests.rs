@@ -26,7 +26,7 @@ struct Flaky {
 impl Flaky {
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
-            Err(BackendError::failed(
+            Err(BackendError::retryable(
                 "stream",
                 "connection refused (test): admin@db.internal:5432, /var/lib/secret/pipehost.db",
             ))

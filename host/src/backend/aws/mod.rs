@@ -27,6 +27,7 @@
 
 mod notifier;
 mod queue;
+pub mod retry;
 mod setup;
 mod state;
 mod store;
@@ -37,11 +38,13 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 pub use notifier::AwsNotifier;
 pub use queue::AwsQueue;
+use retry::RetryableStatus;
 pub use setup::setup;
 pub use state::{StateStore, Tagged};
 pub use store::AwsObjectStore;
@@ -64,13 +67,16 @@ pub struct Clients {
 
 /// Builds the clients for a plan's `[aws]` section.
 pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Above SQS's 20 s long poll.
-            .operation_attempt_timeout(Duration::from_secs(40))
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                // Above SQS's 20 s long poll.
+                .operation_attempt_timeout(Duration::from_secs(40))
+                .build(),
+        )
+        // Whole-call retries: the SDK's, set here only (see `retry`).
+        .retry_config(retry::sdk_retry_config());
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -86,22 +92,23 @@ pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>>
     };
     let e = &aws.endpoints;
     let kinesis = {
-        let mut b = aws_sdk_kinesis::config::Builder::from(&sdk);
+        let mut b = aws_sdk_kinesis::config::Builder::from(&sdk).retry_classifier(RetryableStatus);
         if let Some(url) = &e.kinesis {
             b = b.endpoint_url(url);
         }
         aws_sdk_kinesis::Client::from_conf(b.build())
     };
     let sqs = {
-        let mut b = aws_sdk_sqs::config::Builder::from(&sdk);
+        let mut b = aws_sdk_sqs::config::Builder::from(&sdk).retry_classifier(RetryableStatus);
         if let Some(url) = &e.sqs {
             b = b.endpoint_url(url);
         }
         aws_sdk_sqs::Client::from_conf(b.build())
     };
     let s3 = {
-        let mut b =
-            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(aws.s3_force_path_style);
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(aws.s3_force_path_style)
+            .retry_classifier(RetryableStatus);
         if aws.s3_checksums_when_required {
             b = b
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -113,7 +120,7 @@ pub async fn clients(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Arc<Clients>>
         aws_sdk_s3::Client::from_conf(b.build())
     };
     let sns = {
-        let mut b = aws_sdk_sns::config::Builder::from(&sdk);
+        let mut b = aws_sdk_sns::config::Builder::from(&sdk).retry_classifier(RetryableStatus);
         if let Some(url) = &e.sns {
             b = b.endpoint_url(url);
         }
@@ -163,8 +170,13 @@ pub async fn open(plan: &Plan, aws: &AwsPlan) -> anyhow::Result<Backend> {
     })
 }
 
-/// A failed SDK call, with the service's error code and message.
-pub(crate) fn sdk_err<E>(service: &'static str, op: &str, e: E) -> BackendError
+/// A failed SDK call, with the service's error code and message, classed
+/// by [`retry::class_of`], the SDK error kept as its source.
+pub(crate) fn sdk_err<E>(
+    service: &'static str,
+    op: &str,
+    e: SdkError<E, HttpResponse>,
+) -> BackendError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
@@ -183,7 +195,13 @@ where
             what: format!("{op}: {} (run `pipehost setup`?)", DisplayErrorContext(&e)),
         };
     }
-    BackendError::failed(service, format!("{op}: {}", DisplayErrorContext(&e)))
+    let message = format!("{op}: {}", DisplayErrorContext(&e));
+    BackendError::new(service, message, retry::class_of(&e), Some(Box::new(e)))
+}
+
+/// A request pipehost could not even build (a value the SDK refuses).
+pub(crate) fn build_err(service: &'static str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::permanent(service, format_args!("building the request: {e}"))
 }
 
 /// The error code of an SDK error, if the service sent one.
@@ -191,27 +209,7 @@ pub(crate) fn code_of<E: ProvideErrorMetadata>(e: &E) -> Option<&str> {
     e.code()
 }
 
-/// Full-jitter exponential backoff: a random wait in `[0, base·2^attempt]`,
-/// capped.
-pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    let ms = ceiling.as_millis().max(1) as u64;
-    Duration::from_millis(fastrand::u64(ms / 2..=ms))
-}
-
-/// Waits before retry `attempt` of a failed call (100 ms doubling, up to 5 s).
-pub(crate) async fn pause(attempt: u32) {
-    tokio::time::sleep(backoff(
-        attempt,
-        Duration::from_millis(100),
-        Duration::from_secs(5),
-    ))
-    .await;
-}
-
 /// Hex SHA-256, for fixed-length, key-safe names.
 pub(crate) fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(s.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex::sha256(s.as_bytes())
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use tokio::sync::OnceCell;
 
-use super::{Clients, sdk_err, sha256_hex};
+use super::{Clients, build_err, sdk_err, sha256_hex};
 use crate::backend::{BackendError, Notification, Notifier, Result};
 
 pub struct AwsNotifier {
@@ -242,7 +242,7 @@ impl AwsNotifier {
                     .data_type(kind)
                     .string_value(v)
                     .build()
-                    .map_err(|e| BackendError::failed("sns", e))?,
+                    .map_err(|e| build_err("sns", e))?,
             );
         }
         req.send()

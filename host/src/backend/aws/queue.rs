@@ -20,15 +20,18 @@ use aws_sdk_sqs::types::{
 };
 use tokio::sync::OnceCell;
 
-use super::{Clients, backoff, code_of, pause, sdk_err, sha256_hex};
-use crate::backend::{BackendError, Checkpoint, OutMessage, Queue, QueueDepth, Received, Result};
+use super::retry::Budget;
+use super::{Clients, build_err, code_of, sdk_err, sha256_hex};
+use crate::backend::{
+    BackendError, Checkpoint, Class, OutMessage, Queue, QueueDepth, Received, Result,
+};
+use crate::util::backoff::RETRY;
 
 /// The message attribute carrying pipehost's deterministic message id.
 const ID_ATTRIBUTE: &str = "pipehost-id";
 /// The extended clients' pointer class and size attribute.
 const POINTER_CLASS: &str = "software.amazon.payloadoffloading.PayloadS3Pointer";
 const SIZE_ATTRIBUTE: &str = "ExtendedPayloadSize";
-const SEND_ATTEMPTS: u32 = 8;
 
 pub struct AwsQueue {
     clients: Arc<Clients>,
@@ -73,6 +76,25 @@ fn batches(messages: Vec<Prepared>, limit: usize) -> Vec<Vec<Prepared>> {
     out
 }
 
+/// The SendMessageBatch entry of a prepared message, named `m<i>`.
+fn send_entry(i: usize, m: &Prepared) -> Result<SendMessageBatchRequestEntry> {
+    let attribute = |data_type: &str, value: String| {
+        MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .map_err(|e| build_err("sqs", e))
+    };
+    let mut e = SendMessageBatchRequestEntry::builder()
+        .id(format!("m{i}"))
+        .message_body(&m.body)
+        .message_attributes(ID_ATTRIBUTE, attribute("String", m.id.clone())?);
+    if let Some(size) = m.pointer_size {
+        e = e.message_attributes(SIZE_ATTRIBUTE, attribute("Number", size.to_string())?);
+    }
+    e.build().map_err(|e| build_err("sqs", e))
+}
+
 /// The bucket and key of an extended-client pointer body.
 fn parse_pointer(body: &str) -> Option<(String, String)> {
     if !body.starts_with('[') || !body.contains(POINTER_CLASS) {
@@ -111,7 +133,7 @@ impl AwsQueue {
                     .await
                     .map_err(|e| sdk_err("sqs", &format!("GetQueueUrl {}", self.name), e))?;
                 out.queue_url().map(str::to_string).ok_or_else(|| {
-                    BackendError::failed("sqs", format!("GetQueueUrl {}: no URL", self.name))
+                    BackendError::permanent("sqs", format!("GetQueueUrl {}: no URL", self.name))
                 })
             })
             .await
@@ -137,65 +159,32 @@ impl AwsQueue {
         })
     }
 
+    /// One SendMessageBatch call's entries, retrying the ones refused
+    /// for a reason on the service's side (the call as a whole is retried
+    /// by the SDK), all on one [`Budget`]; a sender fault fails at once.
     async fn send_batch(&self, url: &str, batch: Vec<Prepared>) -> Result<()> {
         let mut pending: Vec<(usize, Prepared)> = batch.into_iter().enumerate().collect();
-        let mut attempt = 0;
+        let budget = Budget::default();
+        let mut waits = RETRY.waits();
         loop {
             let entries = pending
                 .iter()
-                .map(|(i, m)| {
-                    let mut e = SendMessageBatchRequestEntry::builder()
-                        .id(format!("m{i}"))
-                        .message_body(&m.body)
-                        .message_attributes(
-                            ID_ATTRIBUTE,
-                            MessageAttributeValue::builder()
-                                .data_type("String")
-                                .string_value(&m.id)
-                                .build()
-                                .map_err(|e| BackendError::failed("sqs", e))?,
-                        );
-                    if let Some(size) = m.pointer_size {
-                        e = e.message_attributes(
-                            SIZE_ATTRIBUTE,
-                            MessageAttributeValue::builder()
-                                .data_type("Number")
-                                .string_value(size.to_string())
-                                .build()
-                                .map_err(|e| BackendError::failed("sqs", e))?,
-                        );
-                    }
-                    e.build().map_err(|e| BackendError::failed("sqs", e))
-                })
+                .map(|(i, m)| send_entry(*i, m))
                 .collect::<Result<Vec<_>>>()?;
-            let out = match self
+            let out = self
                 .clients
                 .sqs
                 .send_message_batch()
                 .queue_url(url)
                 .set_entries(Some(entries))
+                .customize()
+                .interceptor(budget.clone())
+                .config_override(
+                    aws_sdk_sqs::config::Builder::default().retry_config(budget.round_config()),
+                )
                 .send()
                 .await
-            {
-                Ok(out) => out,
-                Err(e)
-                    if attempt + 1 < SEND_ATTEMPTS
-                        && e.raw_response()
-                            .is_none_or(|r| r.status().is_server_error()) =>
-                {
-                    tracing::warn!(queue = %self.name, "SendMessageBatch failed, retrying: {}", aws_sdk_sqs::error::DisplayErrorContext(&e));
-                    pause(attempt).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(sdk_err(
-                        "sqs",
-                        &format!("SendMessageBatch to {}", self.name),
-                        e,
-                    ));
-                }
-            };
+                .map_err(|e| sdk_err("sqs", &format!("SendMessageBatch to {}", self.name), e))?;
             if out.failed().is_empty() {
                 return Ok(());
             }
@@ -207,7 +196,7 @@ impl AwsQueue {
                     .find(|(i, _)| *i == idx)
                     .map(|(_, m)| m.id.as_str())
                     .unwrap_or("?");
-                return Err(BackendError::failed(
+                return Err(BackendError::permanent(
                     "sqs",
                     format!(
                         "SendMessageBatch to {}: message {id} refused: {} {}",
@@ -217,24 +206,19 @@ impl AwsQueue {
                     ),
                 ));
             }
-            attempt += 1;
-            if attempt >= SEND_ATTEMPTS {
-                return Err(BackendError::failed(
+            if budget.remaining() == 0 {
+                return Err(BackendError::retryable(
                     "sqs",
                     format!(
-                        "SendMessageBatch to {}: {} entries still failing after {attempt} attempts",
+                        "SendMessageBatch to {}: {} entries still failing after {} requests",
                         self.name,
-                        failed.len()
+                        failed.len(),
+                        budget.used()
                     ),
                 ));
             }
             pending.retain(|(i, _)| failed.contains_key(format!("m{i}").as_str()));
-            tokio::time::sleep(backoff(
-                attempt,
-                Duration::from_millis(50),
-                Duration::from_secs(5),
-            ))
-            .await;
+            tokio::time::sleep(waits.next_delay()).await;
         }
     }
 
@@ -302,7 +286,12 @@ impl AwsQueue {
         {
             Ok(out) => {
                 let bytes = out.body.collect().await.map_err(|e| {
-                    BackendError::failed("s3", format!("reading payload s3://{bucket}/{key}: {e}"))
+                    BackendError::new(
+                        "s3",
+                        format!("reading payload s3://{bucket}/{key}: {e}"),
+                        Class::Retryable,
+                        Some(Box::new(e)),
+                    )
                 })?;
                 Ok(String::from_utf8_lossy(&bytes.into_bytes()).into_owned())
             }
@@ -315,6 +304,73 @@ impl AwsQueue {
             }
             Err(e) => Err(sdk_err("s3", &format!("GetObject s3://{bucket}/{key}"), e)),
         }
+    }
+
+    /// One DeleteMessageBatch call's entries, retrying the ones refused
+    /// for a reason on the service's side (the call as a whole is retried
+    /// by the SDK), all on one [`Budget`]. A stale receipt is no error.
+    async fn delete_batch(&self, url: &str, chunk: &[String]) -> Result<()> {
+        let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
+        let budget = Budget::default();
+        let mut waits = RETRY.waits();
+        while !pending.is_empty() {
+            let entries = pending
+                .iter()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("d{i}"))
+                        .receipt_handle(r.as_str())
+                        .build()
+                        .map_err(|e| build_err("sqs", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .clients
+                .sqs
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .customize()
+                .interceptor(budget.clone())
+                .config_override(
+                    aws_sdk_sqs::config::Builder::default().retry_config(budget.round_config()),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_err("sqs", &format!("DeleteMessageBatch on {}", self.name), e))?;
+            let mut retry = Vec::new();
+            for f in out.failed() {
+                let idx: usize = f.id()[1..].parse().unwrap_or(usize::MAX);
+                if f.code() == "ReceiptHandleIsInvalid" {
+                    // Already deleted, or the receipt is stale: the
+                    // message will come back and be processed again,
+                    // overwriting the same objects.
+                    tracing::warn!(queue = %self.name, "delete: stale receipt ({})", f.message().unwrap_or(""));
+                    continue;
+                }
+                if f.sender_fault() || budget.remaining() == 0 {
+                    let message = format!(
+                        "DeleteMessageBatch on {}: {} {}",
+                        self.name,
+                        f.code(),
+                        f.message().unwrap_or("")
+                    );
+                    return Err(if f.sender_fault() {
+                        BackendError::permanent("sqs", message)
+                    } else {
+                        BackendError::retryable("sqs", message)
+                    });
+                }
+                if let Some(p) = pending.iter().find(|(i, _)| *i == idx) {
+                    retry.push(*p);
+                }
+            }
+            pending = retry;
+            if !pending.is_empty() {
+                tokio::time::sleep(waits.next_delay()).await;
+            }
+        }
+        Ok(())
     }
 
     async fn attribute_counts(&self) -> Result<HashMap<QueueAttributeName, String>> {
@@ -416,66 +472,7 @@ impl Queue for AwsQueue {
     async fn delete(&self, receipts: &[String]) -> Result<()> {
         let url = self.url().await?.to_string();
         for chunk in receipts.chunks(10) {
-            let mut pending: Vec<(usize, &String)> = chunk.iter().enumerate().collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let entries = pending
-                    .iter()
-                    .map(|(i, r)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(format!("d{i}"))
-                            .receipt_handle(r.as_str())
-                            .build()
-                            .map_err(|e| BackendError::failed("sqs", e))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let out = self
-                    .clients
-                    .sqs
-                    .delete_message_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        sdk_err("sqs", &format!("DeleteMessageBatch on {}", self.name), e)
-                    })?;
-                let mut retry = Vec::new();
-                for f in out.failed() {
-                    let idx: usize = f.id()[1..].parse().unwrap_or(usize::MAX);
-                    if f.code() == "ReceiptHandleIsInvalid" {
-                        // Already deleted, or the receipt is stale: the
-                        // message will come back and be processed again,
-                        // overwriting the same objects.
-                        tracing::warn!(queue = %self.name, "delete: stale receipt ({})", f.message().unwrap_or(""));
-                        continue;
-                    }
-                    if f.sender_fault() || attempt >= 4 {
-                        return Err(BackendError::failed(
-                            "sqs",
-                            format!(
-                                "DeleteMessageBatch on {}: {} {}",
-                                self.name,
-                                f.code(),
-                                f.message().unwrap_or("")
-                            ),
-                        ));
-                    }
-                    if let Some(p) = pending.iter().find(|(i, _)| *i == idx) {
-                        retry.push(*p);
-                    }
-                }
-                pending = retry;
-                if !pending.is_empty() {
-                    tokio::time::sleep(backoff(
-                        attempt,
-                        Duration::from_millis(50),
-                        Duration::from_secs(2),
-                    ))
-                    .await;
-                    attempt += 1;
-                }
-            }
+            self.delete_batch(&url, chunk).await?;
         }
         Ok(())
     }

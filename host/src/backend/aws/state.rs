@@ -7,17 +7,11 @@
 //! version read — make a marker a lock that two workers cannot both take
 //! (S3 has honoured both since 2024; moto 5.2 too).
 
-use std::time::Duration;
-
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{backoff, code_of, sdk_err};
-use crate::backend::{BackendError, Result};
-
-/// Attempts of a state write before its error is returned.
-const WRITE_ATTEMPTS: u32 = 5;
+use super::{code_of, sdk_err};
+use crate::backend::{BackendError, Class, Result};
 
 /// pipehost's own small state, as objects under a prefix of the bucket.
 pub struct StateStore {
@@ -33,27 +27,9 @@ pub struct Tagged {
     pub etag: String,
 }
 
-/// A failed write worth another attempt: no answer at all, a server error
-/// or throttling (5xx, 429, SlowDown), a request timeout, or S3's 409 for
-/// two conditional writes racing on one key.
-fn transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    status.is_none_or(|s| s >= 500 || matches!(s, 408 | 409 | 429))
-        || matches!(code_of(e), Some("SlowDown" | "RequestTimeout"))
-}
-
 /// True for S3's answer to a condition that does not hold (412).
 fn precondition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     code_of(e) == Some("PreconditionFailed")
-}
-
-async fn pause(attempt: u32) {
-    tokio::time::sleep(backoff(
-        attempt,
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    ))
-    .await;
 }
 
 impl StateStore {
@@ -80,7 +56,8 @@ impl StateStore {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or("").to_string();
                 let body = out.body.collect().await.map_err(|e| {
-                    BackendError::failed("s3", format!("reading s3://{}/{key}: {e}", self.bucket))
+                    let message = format!("reading s3://{}/{key}: {e}", self.bucket);
+                    BackendError::new("s3", message, Class::Retryable, Some(Box::new(e)))
                 })?;
                 Ok(Some(Tagged {
                     body: String::from_utf8_lossy(&body.into_bytes()).into_owned(),
@@ -96,7 +73,7 @@ impl StateStore {
         }
     }
 
-    /// Writes `body`, retrying transient failures a few times.
+    /// Writes `body`.
     pub async fn put(&self, name: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
         self.write(name, body, content_type, Condition::None)
             .await
@@ -125,47 +102,35 @@ impl StateStore {
         condition: Condition<'_>,
     ) -> Result<Option<String>> {
         let key = self.key(name);
-        let mut attempt = 0;
-        loop {
-            let mut req = self
-                .s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .content_type(content_type)
-                .body(ByteStream::from(body.clone()));
-            req = match condition {
-                Condition::None => req,
-                Condition::Absent => req.if_none_match("*"),
-                Condition::At(etag) => req.if_match(etag),
-            };
-            match req.send().await {
-                Ok(out) => return Ok(Some(out.e_tag().unwrap_or("").to_string())),
-                // moto answers a failed If-Match on a missing key with
-                // NoSuchKey, S3 with 412: either way, not ours to write.
-                Err(e)
-                    if !matches!(condition, Condition::None)
-                        && (precondition_failed(&e) || code_of(&e) == Some("NoSuchKey")) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) if attempt + 1 < WRITE_ATTEMPTS && transient(&e) => {
-                    tracing::warn!(
-                        "saving s3://{}/{key} failed, retrying: {}",
-                        self.bucket,
-                        DisplayErrorContext(&e)
-                    );
-                    pause(attempt).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(sdk_err(
-                        "s3",
-                        &format!("PutObject s3://{}/{key}", self.bucket),
-                        e,
-                    ));
-                }
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        req = match condition {
+            Condition::None => req,
+            Condition::Absent => req.if_none_match("*"),
+            Condition::At(etag) => req.if_match(etag),
+        };
+        // A transient failure (5xx, throttling, no answer, the 409 of two
+        // conditional writes racing) is retried by the SDK (see `retry`).
+        match req.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or("").to_string())),
+            // moto answers a failed If-Match on a missing key with
+            // NoSuchKey, S3 with 412: either way, not ours to write.
+            Err(e)
+                if !matches!(condition, Condition::None)
+                    && (precondition_failed(&e) || code_of(&e) == Some("NoSuchKey")) =>
+            {
+                Ok(None)
             }
+            Err(e) => Err(sdk_err(
+                "s3",
+                &format!("PutObject s3://{}/{key}", self.bucket),
+                e,
+            )),
         }
     }
 }

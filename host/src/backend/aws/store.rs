@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{Clients, code_of, sdk_err};
-use crate::backend::{BackendError, Object, ObjectInfo, ObjectStore, PutObject, Result};
+use crate::backend::{BackendError, Class, Object, ObjectInfo, ObjectStore, PutObject, Result};
 
 pub struct AwsObjectStore {
     clients: Arc<Clients>,
@@ -26,7 +26,7 @@ fn check_key(key: &str) -> Result<()> {
         || key.len() > 1024
         || key.split('/').any(|s| s == ".." || s == ".");
     if bad {
-        return Err(BackendError::failed(
+        return Err(BackendError::permanent(
             "s3",
             format!(
                 "{key:?} is not a valid object key (relative, no '.' or '..' segments, at most 1024 bytes)"
@@ -120,10 +120,8 @@ impl ObjectStore for AwsObjectStore {
             .collect()
             .await
             .map_err(|e| {
-                BackendError::failed(
-                    "s3",
-                    format!("reading s3://{}/{key}: {e}", self.clients.bucket),
-                )
+                let message = format!("reading s3://{}/{key}: {e}", self.clients.bucket);
+                BackendError::new("s3", message, Class::Retryable, Some(Box::new(e)))
             })?
             .into_bytes()
             .to_vec();

@@ -2,7 +2,8 @@
 //!
 //! Writes: PutRecords in calls of at most 500 records and 5 MiB; a partial
 //! failure (`FailedRecordCount`) retries only the failed entries, with
-//! jittered backoff. A record Kinesis can never take (over 1 MiB) is written
+//! jittered backoff, on one request budget with the SDK's retries of the
+//! whole call (see `retry`). A record Kinesis can never take (over 1 MiB) is written
 //! to the error prefix of the bucket with the reason instead of blocking
 //! the producer.
 //!
@@ -20,12 +21,14 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use super::{Clients, backoff, code_of, pause, sdk_err, sha256_hex};
+use super::retry::Budget;
+use super::{Clients, build_err, code_of, sdk_err, sha256_hex};
 use crate::backend::{
     BackendError, ProducerMark, ProducerPosition, Result, ShardInfo, StoredRecord, Stream,
     StreamRecord, seq_after,
 };
 use crate::plan::StartPosition;
+use crate::util::backoff::RETRY;
 
 /// Kinesis limits.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
@@ -34,8 +37,6 @@ pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 const MAX_PARTITION_KEY_BYTES: usize = 256;
 /// GetRecords: five calls a second per shard.
 const MIN_READ_SPACING: Duration = Duration::from_millis(200);
-/// Failed entries are retried this many times before the put fails.
-const PUT_ATTEMPTS: u32 = 12;
 
 #[derive(Default, Clone)]
 struct Reader {
@@ -181,9 +182,11 @@ impl AwsStream {
         Ok(())
     }
 
-    /// One PutRecords call's entries, retrying the failed ones.
+    /// One PutRecords call's entries, retrying the ones refused (the
+    /// call as a whole is retried by the SDK), all on one [`Budget`].
     async fn put_chunk(&self, mut pending: Vec<Entry>) -> Result<()> {
-        let mut attempt = 0;
+        let budget = Budget::default();
+        let mut waits = RETRY.waits();
         loop {
             let records = pending
                 .iter()
@@ -193,37 +196,23 @@ impl AwsStream {
                         .set_explicit_hash_key(e.explicit_hash.clone())
                         .data(Blob::new(e.data.clone()))
                         .build()
-                        .map_err(|err| BackendError::failed("kinesis", err))
+                        .map_err(|err| build_err("kinesis", err))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let result = self
+            let out = self
                 .clients
                 .kinesis
                 .put_records()
                 .stream_name(&self.name)
                 .set_records(Some(records))
+                .customize()
+                .interceptor(budget.clone())
+                .config_override(
+                    aws_sdk_kinesis::config::Builder::default().retry_config(budget.round_config()),
+                )
                 .send()
-                .await;
-            let out = match result {
-                Ok(out) => out,
-                Err(e) => {
-                    let throttled = code_of(&e) == Some("ProvisionedThroughputExceededException");
-                    if attempt + 1 >= PUT_ATTEMPTS
-                        || !(throttled
-                            || e.raw_response()
-                                .is_none_or(|r| r.status().is_server_error()))
-                    {
-                        return Err(sdk_err(
-                            "kinesis",
-                            &format!("PutRecords to {}", self.name),
-                            e,
-                        ));
-                    }
-                    pause(attempt).await;
-                    attempt += 1;
-                    continue;
-                }
-            };
+                .await
+                .map_err(|e| sdk_err("kinesis", &format!("PutRecords to {}", self.name), e))?;
             let mut failed = Vec::new();
             let mut reasons: HashMap<String, usize> = HashMap::new();
             for (entry, result) in pending.into_iter().zip(out.records()) {
@@ -232,41 +221,38 @@ impl AwsStream {
                         *reasons.entry(code.to_string()).or_default() += 1;
                         failed.push(entry);
                     }
-                    None => {
-                        if let (Some(shard), Some(seq)) =
-                            (result.shard_id(), result.sequence_number())
-                        {
-                            let mut w = self.written.lock().expect("not poisoned");
-                            let e = w.entry(shard.to_string()).or_default();
-                            if e.is_empty() || seq_after(seq, e) {
-                                *e = seq.to_string();
-                            }
-                        }
-                    }
+                    None => self.note_written(result.shard_id(), result.sequence_number()),
                 }
             }
             if failed.is_empty() {
                 return Ok(());
             }
-            attempt += 1;
-            if attempt >= PUT_ATTEMPTS {
-                return Err(BackendError::failed(
+            if budget.remaining() == 0 {
+                // Throttled entries: the shard is over its write limit.
+                return Err(BackendError::retryable(
                     "kinesis",
                     format!(
-                        "PutRecords to {}: {} records still failing after {attempt} attempts ({reasons:?})",
+                        "PutRecords to {}: {} records still failing after {} requests ({reasons:?})",
                         self.name,
-                        failed.len()
+                        failed.len(),
+                        budget.used()
                     ),
                 ));
             }
             tracing::debug!(stream = %self.name, failed = failed.len(), ?reasons, "retrying failed PutRecords entries");
-            tokio::time::sleep(backoff(
-                attempt,
-                Duration::from_millis(50),
-                Duration::from_secs(5),
-            ))
-            .await;
+            tokio::time::sleep(waits.next_delay()).await;
             pending = failed;
+        }
+    }
+
+    /// Remembers the highest sequence this process put in a shard.
+    fn note_written(&self, shard: Option<&str>, seq: Option<&str>) {
+        if let (Some(shard), Some(seq)) = (shard, seq) {
+            let mut w = self.written.lock().expect("not poisoned");
+            let e = w.entry(shard.to_string()).or_default();
+            if e.is_empty() || seq_after(seq, e) {
+                *e = seq.to_string();
+            }
         }
     }
 
@@ -463,7 +449,7 @@ impl Stream for AwsStream {
             return Ok(None);
         };
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            BackendError::failed(
+            BackendError::permanent(
                 "s3",
                 format!(
                     "{}: not a producer position: {e}",

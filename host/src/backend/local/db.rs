@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::checkpoint::Checkpointer;
-use crate::backend::{BackendError, Result};
+use crate::backend::{BackendError, Class, Result};
 use crate::plan::SyncMode;
 
 const SCHEMA: &str = r#"
@@ -101,16 +101,31 @@ pub struct Db {
     _checkpointer: Checkpointer,
 }
 
-/// A constraint violation or an oversized value is the request's fault;
-/// anything else (busy, locked, I/O, a full disk) may clear on its own.
+/// SQLite's answer, classed by its result code: busy, locked, I/O, a full
+/// disk, a file that cannot be opened now — may clear on their own; a
+/// corrupt database, a constraint violated, a value too big, a misuse —
+/// cannot. An error of rusqlite's own (a column of the wrong type, a row
+/// missing) means state pipehost did not write: permanent.
 fn sql_err(e: rusqlite::Error) -> BackendError {
-    use rusqlite::ErrorCode::{ConstraintViolation, TooBig};
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ConstraintViolation | TooBig) => {
-            BackendError::invalid("local", e)
-        }
-        _ => BackendError::failed("local", e),
-    }
+    use rusqlite::ErrorCode::{
+        ApiMisuse, AuthorizationForStatementDenied, ConstraintViolation, DatabaseCorrupt,
+        NotADatabase, ParameterOutOfRange, TooBig, TypeMismatch,
+    };
+    let class = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            DatabaseCorrupt
+            | NotADatabase
+            | ConstraintViolation
+            | TooBig
+            | TypeMismatch
+            | ApiMisuse
+            | ParameterOutOfRange
+            | AuthorizationForStatementDenied => Class::Permanent,
+            _ => Class::Retryable,
+        },
+        _ => Class::Permanent,
+    };
+    BackendError::new("local", e.to_string(), class, Some(Box::new(e)))
 }
 
 impl Db {
@@ -156,7 +171,7 @@ impl Db {
             f(&mut conn).map_err(sql_err)
         })
         .await
-        .map_err(|e| BackendError::failed("local", e))?
+        .map_err(|e| BackendError::join("local", e))?
     }
 
     /// Runs `f` with the connection on this thread (setup, tools, tests).

@@ -3,10 +3,8 @@
 //! renamed into place (atomic per key); metadata in SQLite.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -14,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::db::{Db, now_ms};
 use crate::backend::{BackendError, Object, ObjectInfo, ObjectStore, PutObject, Result};
+use crate::util::atomic_file::{self, Durability};
+use crate::util::hex;
 
 pub struct LocalObjectStore {
     db: Arc<Db>,
@@ -21,8 +21,6 @@ pub struct LocalObjectStore {
     bucket: String,
     fsync: bool,
 }
-
-static TMP: AtomicU64 = AtomicU64::new(0);
 
 /// S3-like keys only: no empty, `.` or `..` segments, no leading `/`.
 fn check_key(key: &str) -> Result<()> {
@@ -34,7 +32,7 @@ fn check_key(key: &str) -> Result<()> {
             .any(|s| s.is_empty() || s == "." || s == "..")
         || key.contains('\0');
     if bad {
-        return Err(BackendError::invalid(
+        return Err(BackendError::permanent(
             "store",
             format!("invalid object key {key:?}"),
         ));
@@ -57,36 +55,18 @@ impl LocalObjectStore {
     }
 }
 
-/// Writes `body` to a temporary file beside `path` and renames it into
-/// place. Directories are created 0700 and files 0600 (object bodies are
-/// nobody else's business). With `fsync`, the file is synced before the
-/// rename and its directory after it, so the rename itself survives a power
-/// loss. A failed write (a full disk) leaves no temporary file behind.
-fn write_atomically(path: &Path, body: &[u8], fsync: bool) -> std::io::Result<()> {
-    let dir = path.parent().expect("object paths have a parent");
-    super::private_dirs(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TMP.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut f = super::private_file(&tmp)?;
-        f.write_all(body)?;
-        if fsync {
-            f.sync_all()?;
-        }
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if fsync {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+/// Writes `body` in place of `path` ([`atomic_file`]), creating its
+/// directories 0700 (object bodies are nobody else's business). With
+/// `fsync`, the file and its directory are synced, so the rename itself
+/// survives a power loss.
+fn write_object(path: &Path, body: &[u8], fsync: bool) -> std::io::Result<()> {
+    super::private_dirs(path.parent().expect("object paths have a parent"))?;
+    let durability = if fsync {
+        Durability::Full
+    } else {
+        Durability::Os
+    };
+    atomic_file::write(path, body, durability)
 }
 
 #[async_trait]
@@ -99,17 +79,13 @@ impl ObjectStore for LocalObjectStore {
         check_key(&object.key)?;
         let path = self.path(&object.key);
         let fsync = self.fsync;
-        let etag: String = Sha256::digest(&object.body)
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let etag = hex::encode(&Sha256::digest(&object.body)[..16]);
         let size = object.body.len() as u64;
         let body = object.body;
-        tokio::task::spawn_blocking(move || write_atomically(&path, &body, fsync))
+        tokio::task::spawn_blocking(move || write_object(&path, &body, fsync))
             .await
-            .map_err(|e| BackendError::failed("store", e))?
-            .map_err(|e| BackendError::failed("store", format!("writing {}: {e}", object.key)))?;
+            .map_err(|e| BackendError::join("store", e))?
+            .map_err(|e| BackendError::io("store", format_args!("writing {}", object.key), e))?;
         let info = ObjectInfo {
             key: object.key.clone(),
             size,
@@ -173,8 +149,8 @@ impl ObjectStore for LocalObjectStore {
         let path = self.path(key);
         let body = tokio::task::spawn_blocking(move || std::fs::read(path))
             .await
-            .map_err(|e| BackendError::failed("store", e))?
-            .map_err(|e| BackendError::failed("store", format!("reading {key}: {e}")))?;
+            .map_err(|e| BackendError::join("store", e))?
+            .map_err(|e| BackendError::io("store", format_args!("reading {key}"), e))?;
         let metadata: BTreeMap<String, String> =
             serde_json::from_str(&metadata).unwrap_or_default();
         Ok(Some(Object {

@@ -159,7 +159,7 @@ impl Stream for LocalStream {
         let after: i64 = match after {
             Some(s) => s
                 .parse()
-                .map_err(|_| BackendError::failed("stream", format!("bad sequence {s:?}")))?,
+                .map_err(|_| BackendError::permanent("stream", format!("bad sequence {s:?}")))?,
             None => 0,
         };
         let name = self.name.clone();

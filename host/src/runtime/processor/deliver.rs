@@ -19,12 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::process::{OutputObject, ProcessedBatch};
 use super::super::stats::Stats;
-use crate::backend::{self, Backend, Notification, ObjectInfo, Received};
+use crate::backend::{self, Backend, BackendError, Notification, ObjectInfo, Received};
 use crate::event::format_ms;
+use crate::util::backoff::RETRY;
 
-/// First and longest wait between two tries of a failing backend call.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long one step is retried before the batch is failed after all (an
 /// error classed retryable that never clears must not pin a worker).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
@@ -83,43 +81,73 @@ pub enum Retry<'a> {
     },
 }
 
+/// Why retrying a step ended without success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// The error is permanent, or the caller does not retry.
+    NotRetried,
+    /// Still failing after [`GIVE_UP_AFTER`].
+    TimedOut,
+    /// Shutting down.
+    ShuttingDown,
+}
+
+/// A step of delivering a batch (a store, a publish, the delete) that
+/// failed and is not retried (any more).
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}{}", match why {
+    GaveUp::NotRetried => String::new(),
+    GaveUp::TimedOut => format!(" (still failing after {GIVE_UP_AFTER:?})"),
+    GaveUp::ShuttingDown => " (shutting down)".to_string(),
+})]
+pub struct StepError {
+    pub step: String,
+    pub why: GaveUp,
+    #[source]
+    pub source: BackendError,
+}
+
 impl Retry<'_> {
-    /// Runs `call` until it succeeds, fails for good, or retrying ends.
-    /// `what` names the step for the error and the log.
-    async fn run<T, F, Fut>(&self, stats: &Stats, what: &str, mut call: F) -> Result<T, String>
+    /// Runs `call` until it succeeds, fails for good (the error's class
+    /// says), or retrying ends. `what` names the step for the error and
+    /// the log.
+    async fn run<T, F, Fut>(&self, stats: &Stats, what: &str, mut call: F) -> Result<T, StepError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = backend::Result<T>>,
     {
-        let mut backoff = FIRST_BACKOFF;
+        let mut waits = RETRY.waits();
         let mut guard = None;
         let started = std::time::Instant::now();
+        let fail = |why, source| StepError {
+            step: what.to_string(),
+            why,
+            source,
+        };
         loop {
             let e = match call().await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
             let Retry::Until { outage, cancel } = self else {
-                return Err(format!("{what}: {e}"));
+                return Err(fail(GaveUp::NotRetried, e));
             };
             if !e.is_retryable() || cancel.is_cancelled() {
-                return Err(format!("{what}: {e}"));
+                return Err(fail(GaveUp::NotRetried, e));
             }
             if started.elapsed() >= GIVE_UP_AFTER {
-                return Err(format!(
-                    "{what}: {e} (still failing after {GIVE_UP_AFTER:?})"
-                ));
+                return Err(fail(GaveUp::TimedOut, e));
             }
             Stats::add(&stats.backend_errors, 1);
             guard.get_or_insert_with(|| outage.enter());
+            let wait = waits.next_delay();
             tracing::warn!(
-                "{what} failed, retrying in {backoff:?} (the batch is kept, not failed): {e}"
+                "{what} failed, retrying in {wait:?} (the batch is kept, not failed): {e}"
             );
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = cancel.cancelled() => return Err(format!("{what}: {e} (shutting down)")),
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(fail(GaveUp::ShuttingDown, e)),
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -166,7 +194,7 @@ pub async fn store_and_notify(
     batch: &ProcessedBatch,
     stats: &Stats,
     retry: &Retry<'_>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let bucket = backend.store.bucket().to_string();
     for obj in &batch.objects {
         let info = retry
@@ -204,7 +232,7 @@ pub async fn deliver(
     batch: &ProcessedBatch,
     stats: &Stats,
     retry: &Retry<'_>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     store_and_notify(backend, batch, stats, retry).await?;
     super::crash_point("before-delete");
     let receipts = std::slice::from_ref(&received.receipt);
@@ -215,4 +243,69 @@ pub async fn deliver(
         .await?;
     count_processed(batch, stats);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// Runs `Retry::Until` over a call that fails with `errors` in turn,
+    /// then succeeds: the result and the calls made.
+    async fn retried(errors: Vec<BackendError>) -> (Result<(), StepError>, u32, u64) {
+        let (outage, cancel, stats) = (
+            Outage::default(),
+            CancellationToken::new(),
+            Stats::default(),
+        );
+        let retry = Retry::Until {
+            outage: &outage,
+            cancel: &cancel,
+        };
+        let calls = AtomicU32::new(0);
+        let errors = std::sync::Mutex::new(errors.into_iter());
+        let result = retry
+            .run(&stats, "storing k", || {
+                calls.fetch_add(1, Ordering::AcqRel);
+                let next = errors.lock().unwrap().next();
+                async move { next.map_or(Ok(()), Err) }
+            })
+            .await;
+        assert!(!outage.is_down(), "the outage ends with the step");
+        let waited = stats.backend_errors.load(Ordering::Acquire);
+        (result, calls.load(Ordering::Acquire), waited)
+    }
+
+    #[tokio::test]
+    async fn an_error_that_may_clear_is_waited_out() {
+        let errors = vec![
+            BackendError::retryable("s3", "throttled"),
+            BackendError::retryable("s3", "503"),
+        ];
+        let (result, calls, waited) = retried(errors).await;
+        assert!(result.is_ok());
+        assert_eq!((calls, waited), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_error_fails_the_step_at_once() {
+        let (result, calls, waited) =
+            retried(vec![BackendError::permanent("s3", "AccessDenied")]).await;
+        let e = result.unwrap_err();
+        assert_eq!((e.why, calls, waited), (GaveUp::NotRetried, 1, 0));
+        assert!(!e.source.is_retryable());
+        assert_eq!(e.to_string(), "storing k: s3: AccessDenied");
+    }
+
+    #[tokio::test]
+    async fn never_retrying_gives_up_at_the_first_error() {
+        let stats = Stats::default();
+        let result: Result<(), StepError> = Retry::Never
+            .run(&stats, "deleting the message", || async {
+                Err(BackendError::retryable("sqs", "no answer"))
+            })
+            .await;
+        assert_eq!(result.unwrap_err().why, GaveUp::NotRetried);
+    }
 }
