@@ -318,7 +318,8 @@ fn forged_aggregate(n: usize) -> Vec<u8> {
 /// Runs `cmd` to its end; its stdout and its peak RSS in bytes (from
 /// `wait4`, for this child only). Killed after `limit`.
 // The child is reaped by `wait4` (for its rusage), not `Child::wait`.
-#[allow(clippy::zombie_processes)]
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, for its rusage")]
+#[allow(unsafe_code, reason = "libc::wait4 and a zeroed libc::rusage")]
 fn run_measured(mut cmd: Command, limit: Duration) -> (bool, String, u64) {
     let mut child = cmd
         .stdout(Stdio::piped())

@@ -42,6 +42,10 @@ fn moto_binary() -> Option<PathBuf> {
 
 /// Starts moto from a thread that lives as long as the test binary, with
 /// the parent-death signal set, so the server goes when the run ends.
+#[allow(
+    unsafe_code,
+    reason = "CommandExt::pre_exec, to set the parent-death signal"
+)]
 fn start_moto(bin: PathBuf) -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -87,6 +91,7 @@ fn start_moto(bin: PathBuf) -> Moto {
 }
 
 /// The run's moto server, or `None` (skipped) when none is installed.
+#[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
 pub(crate) fn moto() -> Option<&'static Moto> {
     MOTO.get_or_init(|| {
         let Some(bin) = moto_binary() else {

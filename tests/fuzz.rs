@@ -58,20 +58,25 @@ fn note(size: usize) {
 // SAFETY: every call is passed to the system allocator unchanged; the
 // accounting only reads the sizes, in const-initialised thread-locals
 // that never allocate.
+#[allow(unsafe_code, reason = "a GlobalAlloc impl is unsafe by definition")]
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         note(layout.size());
+        // SAFETY: the caller's arguments, passed on unchanged.
         unsafe { std::alloc::System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
         note(layout.size());
+        // SAFETY: the caller's arguments, passed on unchanged.
         unsafe { std::alloc::System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's arguments, passed on unchanged.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
         note(new);
+        // SAFETY: the caller's arguments, passed on unchanged.
         unsafe { std::alloc::System.realloc(ptr, layout, new) }
     }
 }

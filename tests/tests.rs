@@ -4,6 +4,8 @@
 //! The plugins must be built for wasm32-wasip2 first (the README's test
 //! command does that); `util::plugin_path` says how if they are missing.
 
+#![deny(unsafe_code)]
+
 mod util;
 
 mod abuse;

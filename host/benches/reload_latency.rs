@@ -105,6 +105,7 @@ fn rate(objs: &[(i64, u64, String)], from: i64, to: i64) -> f64 {
     n as f64 / ((to - from) as f64 / 1000.0)
 }
 
+#[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let swaps = if quick { 3 } else { 20 };
@@ -117,7 +118,7 @@ fn main() {
     std::fs::write(&transform, &original).unwrap();
     // A private compiled-code cache, so "cold" really compiles.
     let cache = dir.path().join("cache");
-    // SAFETY (edition 2024 requires the block): set before any thread starts.
+    // SAFETY: set before any thread starts.
     unsafe { std::env::set_var("PIPEHOST_CACHE_DIR", &cache) };
     let pipeline = dir.path().join("pipeline.toml");
     std::fs::write(

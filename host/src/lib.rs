@@ -5,6 +5,8 @@
 //! knows wasmtime), [`event`] renders and compares plugin events, [`fixture`]
 //! is `pipehost test`, and [`cli`] is the command line.
 
+#![deny(unsafe_code)]
+
 pub mod backend;
 pub mod cli;
 pub mod config;

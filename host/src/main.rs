@@ -1,6 +1,8 @@
 //! The `pipehost` binary. Everything but the process allocator lives in
 //! the library (`pipehost::cli`).
 
+#![deny(unsafe_code)]
+
 // jemalloc, tuned to hand freed memory back. A saturated run moves batches
 // of megabytes between many threads (tokio workers, the blocking threads
 // plugins and SQLite run on); under glibc malloc its resident set grew to
@@ -15,6 +17,10 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's compiled-in options (a C string it reads at start-up).
+#[allow(
+    unsafe_code,
+    reason = "jemalloc reads its options from this exported symbol"
+)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &u8 =
     &b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0"[0];

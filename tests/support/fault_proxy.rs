@@ -211,6 +211,7 @@ fn decide(s: &Shared, req: &Req) -> Option<(&'static str, Action)> {
     None
 }
 
+#[allow(unsafe_code, reason = "libc::kill of a child the test spawned")]
 fn serve(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
     let Some((head, body_start)) = read_head(&mut conn)? else {
         return Ok(());

@@ -26,6 +26,7 @@ pub(crate) const SUFFIX: &str = ".cwasm";
 
 /// Creates the cache directory (`0700`) if missing, and checks that it is
 /// safe to run code from: a real directory, ours, not writable by others.
+#[allow(unsafe_code, reason = "libc::geteuid (std has no safe wrapper)")]
 pub(crate) fn open_dir(dir: &Path) -> Result<PathBuf, String> {
     let shown = dir.display();
     DirBuilder::new()

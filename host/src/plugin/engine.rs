@@ -205,6 +205,10 @@ impl PluginEngine {
 
     /// Compiles a component, or loads it from the cache. `sha256` is the hex
     /// digest of `bytes`. Returns whether the cache was hit.
+    #[allow(
+        unsafe_code,
+        reason = "wasmtime's Component::deserialize trusts its input"
+    )]
     pub(crate) fn compile(
         &self,
         bytes: &[u8],

@@ -243,6 +243,7 @@ mod tests {
     /// extra ones are answered 503 with Retry-After at once, and the slots
     /// free up again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
     async fn logs_beyond_the_generators_slots_get_503_with_retry_after() {
         let dir = tempfile::tempdir().unwrap();
         let names = Names {

@@ -73,6 +73,7 @@ async fn http(addr: std::net::SocketAddr, req: &str) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
 async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
     let dir = tempfile::tempdir().unwrap();
     let names = Names {

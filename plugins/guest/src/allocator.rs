@@ -20,6 +20,8 @@
 //! on wasm only (`wasm32-wasip2` components are single-threaded); natively
 //! the unit tests exercise an instance of it directly.
 
+#![allow(unsafe_code, reason = "an allocator hands out raw memory")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
@@ -81,10 +83,14 @@ fn class(size: usize, align: usize) -> Option<usize> {
     (size <= MAX_SMALL && align <= CLASS).then(|| size.max(1).div_ceil(CLASS) - 1)
 }
 
+// SAFETY: every block handed out is fresh from `System` or was freed back
+// to its size class, so blocks never overlap; a class block is 16-aligned
+// and holds its class size, and layouts that no class fits go to `System`.
 unsafe impl GlobalAlloc for SizeClasses {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(c) = class(layout.size(), layout.align()) else {
+            // SAFETY: the caller's layout, passed on unchanged.
             return unsafe { System.alloc(layout) };
         };
         // SAFETY: one thread, and no call below re-enters this allocator.
@@ -103,9 +109,11 @@ unsafe impl GlobalAlloc for SizeClasses {
                 return chunk;
             }
             s.bump = chunk;
+            // SAFETY: one past the end of the chunk just allocated.
             s.end = unsafe { chunk.add(CHUNK) };
         }
         let block = s.bump;
+        // SAFETY: `size` bytes fit between `bump` and `end` (checked above).
         s.bump = unsafe { block.add(size) };
         block
     }
@@ -113,8 +121,10 @@ unsafe impl GlobalAlloc for SizeClasses {
     #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         match class(layout.size(), layout.align()) {
+            // SAFETY: a block of this layout came from `System` (see alloc).
             None => unsafe { System.dealloc(block, layout) },
             Some(c) => {
+                // SAFETY: as in alloc: one thread, no re-entry.
                 let s = unsafe { &mut *self.state.get() };
                 // SAFETY: the block is ours, at least 16 bytes, 16-aligned.
                 unsafe { *block.cast::<*mut u8>() = s.free[c] };
@@ -128,11 +138,14 @@ unsafe impl GlobalAlloc for SizeClasses {
         let align = layout.align();
         match (class(layout.size(), align), class(new_size, align)) {
             (Some(a), Some(b)) if a == b => block,
+            // SAFETY: both sizes are beyond the classes: a `System` block.
             (None, None) => unsafe { System.realloc(block, layout, new_size) },
             _ => {
                 // SAFETY: the caller guarantees `new_size` is valid for `align`.
                 let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, align)) };
                 if !new.is_null() {
+                    // SAFETY: distinct live blocks, each at least the copied
+                    // length; the old block is freed with its own layout.
                     unsafe {
                         ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
                         self.dealloc(block, layout);
@@ -161,6 +174,8 @@ mod tests {
     #[test]
     fn blocks_are_reused_moved_and_kept_apart() {
         let a = SizeClasses::new();
+        // SAFETY: one thread; every block is used within its layout and
+        // freed once, with the layout it was allocated with.
         unsafe {
             let l24 = Layout::from_size_align(24, 8).unwrap();
             let p = a.alloc(l24);

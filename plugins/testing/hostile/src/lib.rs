@@ -60,6 +60,7 @@ pub fn huge_error() -> String {
 
 /// 200,000 strings that all point at one 16 MiB buffer: 3.2 TB to copy if
 /// the host took each at its word.
+#[allow(unsafe_code, reason = "the aliasing is the attack this plugin makes")]
 fn aliased_reasons() -> Vec<String> {
     let mut buf = std::mem::ManuallyDrop::new(vec![b'x'; 16 << 20]);
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
