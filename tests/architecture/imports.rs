@@ -2,7 +2,8 @@
 //! outside crates and I/O may appear.
 
 use super::Findings;
-use super::reader::{SourceFile, Target, Tok, render, resolve, tokenize, uses, written_paths};
+use super::reader::{SourceFile, Target, render, resolve, uses, written_paths};
+use super::tokens::{Tok, tokenize};
 
 /// `plugin/` names nothing of the crate outside itself but `util/`.
 pub(super) fn plugin_is_a_leaf(tree: &[SourceFile]) -> Findings {

@@ -8,7 +8,7 @@
 //! the module they name. Its own tests (`selftest.rs`) feed it small made-up
 //! trees to show that every check fails when its rule is broken.
 //!
-//! `reader.rs` reads the source, `imports.rs` and `graph.rs` hold the import
+//! `reader.rs` reads the source (with `tokens.rs`, its lexer), `imports.rs` and `graph.rs` hold the import
 //! rules, `size.rs` the size rules (which also read `abi/src` and the
 //! plugins).
 
@@ -17,6 +17,7 @@ mod imports;
 mod reader;
 mod selftest;
 mod size;
+mod tokens;
 
 use graph::cycles;
 use imports::{

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::tokens::{Tok, tokenize};
+
 /// A source file: its path under the tree's root (with `/`) and its text.
 pub(super) struct SourceFile {
     pub(super) path: String,
@@ -59,122 +61,6 @@ pub(super) fn rust_files(dir: &Path, prefix: &str) -> Vec<SourceFile> {
     let mut files = Vec::new();
     walk(dir, dir, prefix, &mut files);
     files
-}
-
-// ---------------------------------------------------------------- tokens
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Tok {
-    Ident(String),
-    /// `::`
-    Sep,
-    Punct(char),
-}
-
-/// The tokens of `src` that matter for paths, each with its line (1-based).
-/// Comments, string, byte-string, raw-string and character literals are
-/// skipped; lifetimes and numbers are dropped.
-pub(super) fn tokenize(src: &str) -> Vec<(Tok, usize)> {
-    let c: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut line) = (0, 1);
-    let at = |j: usize| c.get(j).copied().unwrap_or('\0');
-    while i < c.len() {
-        let ch = c[i];
-        if ch == '\n' {
-            line += 1;
-            i += 1;
-        } else if ch.is_whitespace() {
-            i += 1;
-        } else if ch == '/' && at(i + 1) == '/' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '/' && at(i + 1) == '*' {
-            let mut depth = 0;
-            while i < c.len() {
-                if c[i] == '/' && at(i + 1) == '*' {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && at(i + 1) == '/' {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    line += usize::from(c[i] == '\n');
-                    i += 1;
-                }
-            }
-        } else if ch == '"' {
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                line += usize::from(c[i] == '\n');
-                i += if c[i] == '\\' { 2 } else { 1 };
-            }
-            i += 1;
-        } else if ch == '\'' {
-            if at(i + 1) == '\\' {
-                // An escaped character literal: '\n', '\'', '\u{..}'.
-                i += 3;
-                while i < c.len() && c[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if at(i + 2) == '\'' {
-                i += 3;
-            } else {
-                // A lifetime or label: the name is lexed as an identifier
-                // and is never followed by `::`.
-                i += 1;
-            }
-        } else if ch.is_alphabetic() || ch == '_' {
-            let start = i;
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
-            let word: String = c[start..i].iter().collect();
-            let raw_string = matches!(word.as_str(), "r" | "br" | "cr")
-                && (at(i) == '"' || (at(i) == '#' && matches!(at(i + 1), '"' | '#')));
-            if raw_string {
-                let mut hashes = 0;
-                while at(i) == '#' {
-                    hashes += 1;
-                    i += 1;
-                }
-                i += 1; // the opening quote
-                loop {
-                    if i >= c.len() {
-                        break;
-                    }
-                    if c[i] == '"' && (1..=hashes).all(|h| at(i + h) == '#') {
-                        i += 1 + hashes;
-                        break;
-                    }
-                    line += usize::from(c[i] == '\n');
-                    i += 1;
-                }
-            } else if word == "r" && at(i) == '#' {
-                // A raw identifier, `r#type`: the `#` is skipped here and
-                // the name lexed next.
-                i += 1;
-            } else {
-                out.push((Tok::Ident(word), line));
-            }
-        } else if ch.is_ascii_digit() {
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
-                i += 1;
-            }
-        } else if ch == ':' && at(i + 1) == ':' {
-            out.push((Tok::Sep, line));
-            i += 2;
-        } else {
-            out.push((Tok::Punct(ch), line));
-            i += 1;
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------- paths

@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use super::Findings;
-use super::reader::{SourceFile, Tok, rust_files, tokenize, workspace_root};
+use super::reader::{SourceFile, rust_files, workspace_root};
+use super::tokens::{Tok, tokenize};
 
 /// A function may be this long, counted from its `fn` to its closing brace.
 pub(super) const MAX_FN_LINES: usize = 100;
