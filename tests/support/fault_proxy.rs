@@ -55,7 +55,9 @@ pub struct Rule {
     pub name: &'static str,
     pub when: Box<dyn Fn(&Req) -> bool + Send + Sync>,
     pub action: Action,
-    /// The share of matching requests it takes (1.0: all).
+    /// The share of matching requests it takes (1.0: all), spread evenly:
+    /// with 0.05 the 10th matching request, then every 20th. Deterministic,
+    /// so a test that asserts every rule fired does not depend on luck.
     pub rate: f64,
     /// How many it takes at most.
     pub budget: u64,
@@ -98,6 +100,8 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     /// Requests each rule took, by rule name.
     fired: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests each rule matched (fired or not), by rule name.
+    matched: Mutex<BTreeMap<&'static str, u64>>,
     barriers: Mutex<BTreeMap<&'static str, Arc<Barrier>>>,
     forwarded: AtomicU32,
 }
@@ -117,6 +121,7 @@ impl FaultProxy {
             upstream: upstream.trim_start_matches("http://").to_string(),
             rules: Mutex::new(rules),
             fired: Mutex::default(),
+            matched: Mutex::default(),
             barriers: Mutex::default(),
             forwarded: AtomicU32::new(0),
         });
@@ -201,14 +206,27 @@ fn parse(head: &str) -> Req {
 fn decide(s: &Shared, req: &Req) -> Option<(&'static str, Action)> {
     let rules = s.rules.lock().unwrap();
     let mut fired = s.fired.lock().unwrap();
+    let mut matched = s.matched.lock().unwrap();
     for rule in rules.iter() {
         let n = fired.get(rule.name).copied().unwrap_or(0);
-        if n < rule.budget && (rule.when)(req) && fastrand::f64() < rule.rate {
+        if n >= rule.budget || !(rule.when)(req) {
+            continue;
+        }
+        let k = matched.entry(rule.name).or_default();
+        *k += 1;
+        if takes(rule.rate, *k) {
             *fired.entry(rule.name).or_default() += 1;
             return Some((rule.name, rule.action.clone()));
         }
     }
     None
+}
+
+/// Whether the `k`-th matching request (from 1) is one a rule of `rate`
+/// takes: every `1/rate`-th, the first after half a period.
+fn takes(rate: f64, k: u64) -> bool {
+    let at = |k: u64| (k as f64 * rate + 0.5).floor();
+    at(k) > at(k - 1)
 }
 
 #[allow(unsafe_code, reason = "libc::kill of a child the test spawned")]
@@ -340,4 +358,13 @@ fn answer_error(conn: &mut TcpStream, req: &Req, throttle: bool) -> std::io::Res
     );
     conn.write_all(msg.as_bytes())?;
     conn.shutdown(Shutdown::Write)
+}
+
+#[test]
+fn a_rule_takes_its_share_of_matching_requests_evenly() {
+    let taken = |rate: f64, n: u64| (1..=n).filter(|&k| takes(rate, k)).collect::<Vec<_>>();
+    assert_eq!(taken(1.0, 4), vec![1, 2, 3, 4]);
+    assert_eq!(taken(0.05, 60), vec![10, 30, 50]);
+    assert_eq!(taken(0.4, 10), vec![2, 4, 7, 9]);
+    assert_eq!(taken(0.25, 8), vec![2, 6]);
 }
