@@ -5,8 +5,8 @@ use std::ops::Range;
 use super::events::EventBatch;
 use super::owned::Event;
 
-/// A parser's answer to a [`RawBatch`], checked: one result per record,
-/// the `ok` counts adding up to `events.len()`.
+/// A parser's answer to a [`RawBatch`](super::RawBatch), checked: one
+/// result per record, the `ok` counts adding up to `events.len()`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
     pub events: EventBatch,
