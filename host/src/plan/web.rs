@@ -145,7 +145,35 @@ pub(super) fn build(
     backend: &BackendPlan,
     w: &WebConfig,
 ) -> Option<WebPlan> {
-    let listen = match w.listen.get_ref().parse() {
+    // Checked in this order, so errors come out in it.
+    let listen = listen(c, w);
+    let limits = Limits::build(c, w);
+    let tls = w.tls.as_ref().map(|t| tls(c, base, t));
+    let log = RequestLogSettings::build(c, base, backend, &w.request_log);
+    Some(WebPlan {
+        listen: listen?,
+        keys_env: w
+            .keys_env
+            .clone()
+            .unwrap_or_else(|| "PIPEHOST_API_KEYS".into()),
+        keys_file: w.keys_file.as_ref().map(|f| base.join(f)),
+        body_limit: limits.body_limit,
+        header_limit: limits.header_limit,
+        request_timeout: limits.request_timeout,
+        max_logs_records: limits.max_logs_records,
+        max_request_lines: limits.max_request_lines,
+        max_aggregate_lines: limits.max_aggregate_lines,
+        max_connections: limits.max_connections,
+        tls,
+        request_log: log.plan,
+        request_log_ca_file: log.ca_file,
+        request_log_queue: log.queue,
+    })
+}
+
+/// `web.listen` as a socket address.
+fn listen(c: &mut Checker, w: &WebConfig) -> Option<SocketAddr> {
+    match w.listen.get_ref().parse() {
         Ok(a) => Some(a),
         Err(e) => {
             let line = c.line(&w.listen);
@@ -159,87 +187,108 @@ pub(super) fn build(
             );
             None
         }
-    };
-    let body_limit = c.size(&w.body_limit, "web.body_limit", 1 << 20);
-    let header_limit = c.size(&w.header_limit, "web.header_limit", 16 << 10);
-    if header_limit < MIN_HEADER_LIMIT {
-        c.err_at(
-            w.header_limit.as_ref(),
-            "web.header_limit",
-            format!("{header_limit} bytes is too small: at least 8KiB"),
-        );
     }
-    let request_timeout = c.duration(
-        &w.request_timeout,
-        "web.request_timeout",
-        Duration::from_secs(10),
-        Duration::from_millis(10),
-    );
-    let max_logs_records = c.opt_range(
-        &w.max_logs_records,
-        "web.max_logs_records",
-        10_000,
-        1,
-        100_000,
-    );
-    let max_request_lines = c.opt_range(
-        &w.max_request_lines,
-        "web.max_request_lines",
-        100_000,
-        1,
-        10_000_000,
-    ) as usize;
-    let max_aggregate_lines = c.opt_range(
-        &w.max_aggregate_lines,
-        "web.max_aggregate_lines",
-        10_000,
-        2,
-        MAX_AGGREGATE_LINES,
-    ) as usize;
-    let max_connections = c.opt_range(
-        &w.max_connections,
-        "web.max_connections",
-        1024,
-        1,
-        1_000_000,
-    ) as usize;
-    let tls = w.tls.as_ref().map(|t| tls(c, base, t));
-    let r = &w.request_log;
-    let request_log = request_log(c, base, backend, r);
-    let request_log_queue =
-        c.opt_range(&r.queue, "web.request_log.queue", 10_000, 1, 10_000_000) as usize;
-    let request_log_ca_file = r.ca_file.as_ref().map(|f| {
-        let line = c.line(f);
-        if f.get_ref().trim().is_empty() {
-            c.err(line, "web.request_log.ca_file", "names no file");
-        } else if matches!(request_log, RequestLogPlan::Sqlite(_)) {
-            c.err(
-                line,
-                "web.request_log.ca_file",
-                "applies to a PostgreSQL request log only, and this one is SQLite",
+}
+
+/// The request limits of `[web]`: sizes, deadline and counts.
+struct Limits {
+    body_limit: usize,
+    header_limit: usize,
+    request_timeout: Duration,
+    max_logs_records: u32,
+    max_request_lines: usize,
+    max_aggregate_lines: usize,
+    max_connections: usize,
+}
+
+impl Limits {
+    fn build(c: &mut Checker, w: &WebConfig) -> Self {
+        let body_limit = c.size(&w.body_limit, "web.body_limit", 1 << 20);
+        let header_limit = c.size(&w.header_limit, "web.header_limit", 16 << 10);
+        if header_limit < MIN_HEADER_LIMIT {
+            c.err_at(
+                w.header_limit.as_ref(),
+                "web.header_limit",
+                format!("{header_limit} bytes is too small: at least 8KiB"),
             );
         }
-        base.join(f.get_ref())
-    });
-    Some(WebPlan {
-        listen: listen?,
-        keys_env: w
-            .keys_env
-            .clone()
-            .unwrap_or_else(|| "PIPEHOST_API_KEYS".into()),
-        keys_file: w.keys_file.as_ref().map(|f| base.join(f)),
-        body_limit,
-        header_limit,
-        request_timeout,
-        max_logs_records,
-        max_request_lines,
-        max_aggregate_lines,
-        max_connections,
-        tls,
-        request_log,
-        request_log_ca_file,
-        request_log_queue,
-    })
+        let request_timeout = c.duration(
+            &w.request_timeout,
+            "web.request_timeout",
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+        );
+        let max_logs_records = c.opt_range(
+            &w.max_logs_records,
+            "web.max_logs_records",
+            10_000,
+            1,
+            100_000,
+        );
+        let max_request_lines = c.opt_range(
+            &w.max_request_lines,
+            "web.max_request_lines",
+            100_000,
+            1,
+            10_000_000,
+        ) as usize;
+        let max_aggregate_lines = c.opt_range(
+            &w.max_aggregate_lines,
+            "web.max_aggregate_lines",
+            10_000,
+            2,
+            MAX_AGGREGATE_LINES,
+        ) as usize;
+        let max_connections = c.opt_range(
+            &w.max_connections,
+            "web.max_connections",
+            1024,
+            1,
+            1_000_000,
+        ) as usize;
+        Self {
+            body_limit,
+            header_limit,
+            request_timeout,
+            max_logs_records,
+            max_request_lines,
+            max_aggregate_lines,
+            max_connections,
+        }
+    }
+}
+
+/// `[web.request_log]`: where the log goes, its writer's queue, and the CA
+/// file of a PostgreSQL log's TLS.
+struct RequestLogSettings {
+    plan: RequestLogPlan,
+    queue: usize,
+    ca_file: Option<PathBuf>,
+}
+
+impl RequestLogSettings {
+    fn build(c: &mut Checker, base: &Path, backend: &BackendPlan, r: &RequestLogConfig) -> Self {
+        let plan = request_log(c, base, backend, r);
+        let queue = c.opt_range(&r.queue, "web.request_log.queue", 10_000, 1, 10_000_000) as usize;
+        let ca_file = r.ca_file.as_ref().map(|f| {
+            let line = c.line(f);
+            if f.get_ref().trim().is_empty() {
+                c.err(line, "web.request_log.ca_file", "names no file");
+            } else if matches!(plan, RequestLogPlan::Sqlite(_)) {
+                c.err(
+                    line,
+                    "web.request_log.ca_file",
+                    "applies to a PostgreSQL request log only, and this one is SQLite",
+                );
+            }
+            base.join(f.get_ref())
+        });
+        Self {
+            plan,
+            queue,
+            ca_file,
+        }
+    }
 }
 
 #[cfg(test)]
