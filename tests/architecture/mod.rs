@@ -132,15 +132,11 @@ const LONG_FUNCTIONS: &[(&str, &str)] = &[
     ("host/src/runtime/process.rs", "fn `process`"),
     ("host/src/runtime/bridge.rs", "fn `run_shard`"),
     ("host/src/runtime/feeds.rs", "fn `run_feed`"),
-    ("host/src/plan/web.rs", "fn `build`"),
 ];
 
 /// Files over the limit today, each being split by a change in flight
 /// (issue #15). One line each: delete a line when its file is split.
-const LONG_FILES: &[(&str, &str)] = &[
-    ("host/src/cli.rs", "lines besides"),
-    ("host/src/backend/aws/stream.rs", "lines besides"),
-];
+const LONG_FILES: &[(&str, &str)] = &[];
 
 #[test]
 fn no_function_is_over_100_lines() {
