@@ -1,6 +1,6 @@
 //! The column contract of pipehost plugins, `pipehost:plugin@0.2.0`
 //! (`wit/plugin.wit`), written once for both sides of it: the host
-//! (`host/src/plugin/batch.rs`) and the guest SDK
+//! (`host/src/plugin/batch/`) and the guest SDK
 //! (`plugins/guest/src/abi.rs`).
 //!
 //! The WIT types carry a batch in columns of primitives; what the types

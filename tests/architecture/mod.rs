@@ -136,7 +136,7 @@ const LONG_FUNCTIONS: &[(&str, &str)] = &[
 
 /// Files over the limit today, each being split by a change in flight
 /// (issue #15). One line each: delete a line when its file is split.
-const LONG_FILES: &[(&str, &str)] = &[("host/src/plugin/batch.rs", "lines besides")];
+const LONG_FILES: &[(&str, &str)] = &[];
 
 #[test]
 fn no_function_is_over_100_lines() {
