@@ -133,8 +133,8 @@ impl Layout {
     }
 }
 
-/// A data object being written: its lines, already JSON.
-struct DataObject {
+/// An object being laid out: its lines, already JSON, not yet encoded.
+struct PendingObject {
     dataset: String,
     versions: String,
     body: Vec<u8>,
@@ -209,23 +209,20 @@ fn encode(text: Vec<u8>, gzip: bool) -> (Vec<u8>, Option<String>) {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn object(
     key: String,
-    text: Vec<u8>,
-    lines: usize,
-    layout: &Layout,
     kind: ObjectKind,
-    dataset: &str,
-    versions: &str,
+    o: PendingObject,
+    layout: &Layout,
     msg: &BatchMessage,
 ) -> OutputObject {
-    let (body, encoding) = encode(text, layout.gzip);
+    let (body, encoding) = encode(o.body, layout.gzip);
+    let (lines, dataset, versions) = (o.lines, o.dataset, o.versions);
     let suffix = if layout.gzip { ".jsonl.gz" } else { ".jsonl" };
     let mut metadata = BTreeMap::new();
     metadata.insert("record-count".into(), lines.to_string());
-    metadata.insert("dataset".into(), dataset.to_string());
-    metadata.insert("plugin-versions".into(), versions.to_string());
+    metadata.insert("dataset".into(), dataset.clone());
+    metadata.insert("plugin-versions".into(), versions.clone());
     metadata.insert("kind".into(), kind.as_str().into());
     metadata.insert("source".into(), format!("{}/{}", msg.stream, msg.shard));
     metadata.insert("first-seq".into(), msg.first_seq.clone());
@@ -239,9 +236,9 @@ fn object(
             metadata,
         },
         kind,
-        dataset: dataset.to_string(),
+        dataset,
         records: lines,
-        plugin_versions: versions.to_string(),
+        plugin_versions: versions,
     }
 }
 
@@ -301,16 +298,16 @@ pub fn process(
     let records = batch.unpack();
     let mut failed_feeds: Vec<&str> = Vec::new();
     for (feed, indices) in by_feed(&records) {
-        let Some(plugins) = feeds.get_mut(feed) else {
-            batch.unrouted(feed, &records, &indices);
-            continue;
-        };
-        let feed_records = FeedRecords {
+        let share = FeedRecords {
             feed,
             records: &records,
             indices: &indices,
         };
-        if let Err(e) = batch.run_feed(plugins, &feed_records) {
+        let Some(plugins) = feeds.get_mut(feed) else {
+            batch.unrouted(&share);
+            continue;
+        };
+        if let Err(e) = batch.run_feed(plugins, &share) {
             // This feed's records wait for a redelivery; the other
             // feeds' objects are stored all the same.
             batch.out.failed.push(e);
@@ -347,7 +344,7 @@ struct Batch<'m> {
     out: ProcessedBatch,
     errors: Vec<ErrorLine>,
     /// Data objects in order of creation; `by_key` orders them by key.
-    objects: Vec<DataObject>,
+    objects: Vec<PendingObject>,
     by_key: BTreeMap<String, usize>,
 }
 
@@ -367,7 +364,7 @@ impl<'m> Batch<'m> {
     /// (and the sub-sequence order within an aggregate) is kept.
     fn unpack(&mut self) -> Vec<Cow<'m, MessageRecord>> {
         let msg = self.msg;
-        let mut records: Vec<Cow<'m, MessageRecord>> = Vec::with_capacity(msg.records.len());
+        let mut records = Vec::with_capacity(msg.records.len());
         for r in &msg.records {
             match r.unpack() {
                 Ok(None) => records.push(Cow::Borrowed(r)),
@@ -387,17 +384,12 @@ impl<'m> Batch<'m> {
     }
 
     /// Records of a feed the pipeline does not have go to the error prefix.
-    fn unrouted(&mut self, feed: &str, records: &[Cow<'_, MessageRecord>], indices: &[usize]) {
-        for &i in indices {
-            let reason = format!("no feed named {feed:?} in the pipeline");
-            self.errors.push(error_line(
-                self.msg,
-                &records[i],
-                "route",
-                &reason,
-                None,
-                None,
-            ));
+    fn unrouted(&mut self, feed: &FeedRecords<'_, '_>) {
+        let reason = format!("no feed named {:?} in the pipeline", feed.feed);
+        for &i in feed.indices {
+            let r = &feed.records[i];
+            self.errors
+                .push(error_line(self.msg, r, "route", &reason, None, None));
         }
     }
 
@@ -474,7 +466,7 @@ impl<'m> Batch<'m> {
         raw_index: &[usize],
         chain: &Chain,
     ) {
-        let versions = plugins.versions();
+        let (msg, versions) = (self.msg, plugins.versions());
         let mut parts = vec![0u32; raw_index.len()];
         let mut slots: HashMap<(u32, i64), usize> = HashMap::new();
         let mut writer = LineWriter::new(&chain.events);
@@ -490,14 +482,8 @@ impl<'m> Batch<'m> {
                     None => plugins.parser.plugin().info(),
                 };
                 let e = event.to_event();
-                self.errors.push(error_line(
-                    self.msg,
-                    r,
-                    "layout",
-                    reason,
-                    Some(plugin),
-                    Some(&e),
-                ));
+                let line = error_line(msg, r, "layout", reason, Some(plugin), Some(&e));
+                self.errors.push(line);
                 continue;
             }
             let hour = event
@@ -520,7 +506,7 @@ impl<'m> Batch<'m> {
             body.extend_from_slice(b",\"sequence\":");
             write_json_str(body, &r.seq);
             body.extend_from_slice(b",\"shard\":");
-            write_json_str(body, &self.msg.shard);
+            write_json_str(body, &msg.shard);
             body.extend_from_slice(b"}}\n");
             object.lines += 1;
             self.out.events_out += 1;
@@ -537,7 +523,7 @@ impl<'m> Batch<'m> {
             first_seq: &self.msg.first_seq,
         });
         *self.by_key.entry(key).or_insert_with(|| {
-            self.objects.push(DataObject {
+            self.objects.push(PendingObject {
                 dataset: dataset.to_string(),
                 versions: versions.to_string(),
                 body: Vec::new(),
@@ -549,22 +535,14 @@ impl<'m> Batch<'m> {
 
     /// The data objects, in key order.
     fn lay_out_data_objects(&mut self) {
-        let mut objects: Vec<Option<DataObject>> = std::mem::take(&mut self.objects)
+        let mut objects: Vec<Option<PendingObject>> = std::mem::take(&mut self.objects)
             .into_iter()
             .map(Some)
             .collect();
         for (key, slot) in std::mem::take(&mut self.by_key) {
             let o = objects[slot].take().expect("one key per object");
-            self.out.objects.push(object(
-                key,
-                o.body,
-                o.lines,
-                self.layout,
-                ObjectKind::Data,
-                &o.dataset,
-                &o.versions,
-                self.msg,
-            ));
+            let o = object(key, ObjectKind::Data, o, self.layout, self.msg);
+            self.out.objects.push(o);
         }
     }
 
@@ -603,16 +581,14 @@ impl<'m> Batch<'m> {
                 .get(feed.as_str())
                 .map(FeedPlugins::versions)
                 .unwrap_or_default();
-            self.out.objects.push(object(
-                key,
-                json_lines(&lines),
-                lines.len(),
-                layout,
-                ObjectKind::Errors,
-                &feed,
-                &versions,
-                msg,
-            ));
+            let o = PendingObject {
+                body: json_lines(&lines),
+                lines: lines.len(),
+                dataset: feed,
+                versions,
+            };
+            let o = object(key, ObjectKind::Errors, o, layout, msg);
+            self.out.objects.push(o);
         }
     }
 }
