@@ -293,49 +293,114 @@ pub async fn run_shard(
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shard = info.id.clone();
     let consumer = live.load().stream.consumer.clone();
-    let mut read_pos = queue.checkpoint(&consumer, &shard).await?;
-    if read_pos.as_deref() == Some(SHARD_END) {
+    let mut task = ShardTask {
+        shard: info.id.clone(),
+        stream,
+        queue,
+        stats,
+        cancel,
+        read_pos: None,
+        resend_to: None,
+        open: Open::empty(),
+        read_size: ReadSize::new(),
+    };
+    if !task.resume(&consumer).await? {
         return Ok(());
     }
-    // A batch that may have been sent without its checkpoint: cut again
-    // exactly up to where it ended.
-    let mut resend_to = queue
-        .sending(&consumer, &shard)
-        .await?
-        .filter(|end| read_pos.as_deref().is_none_or(|p| seq_after(end, p)));
-    if let Some(end) = &resend_to {
-        tracing::info!(shard, after = ?read_pos, end, "re-sending the batch sent before the last stop");
-    }
     if !info.parents.is_empty()
-        && !wait_for_parents(&info, &consumer, &stream, &queue, &cancel).await?
+        && !wait_for_parents(&info, &consumer, &task.stream, &task.queue, &task.cancel).await?
     {
         return Ok(());
     }
-    let mut open = Open::empty();
-    let mut read_size = ReadSize::new();
     loop {
         // Rollover bounds and the poll interval can change live.
         let settings = live.load_full();
-        let r = &settings.bridge.rollover;
-        if cancel.is_cancelled() {
+        if task.cancel.is_cancelled() {
             // Half a re-sent batch would be another batch under the same
             // id: leave it to the next start.
-            if resend_to.is_none() {
-                flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
+            if task.resend_to.is_none() {
+                task.flush(&settings).await;
             }
             return Ok(());
         }
-        let room = match resend_to {
+        let idle = task.read(&settings).await;
+        if task.resend_to.is_none()
+            && !task.open.records.is_empty()
+            && task.open.since.elapsed() >= settings.bridge.rollover.age
+        {
+            task.flush(&settings).await;
+        }
+        if idle
+            && task
+                .stream
+                .ended(&task.shard, task.read_pos.as_deref())
+                .await
+                .unwrap_or(false)
+        {
+            return task.finish_closed(&settings).await;
+        }
+        if idle {
+            task.wait_idle(&settings).await;
+        }
+    }
+}
+
+/// One shard's forwarding state: where reading goes on from, the open
+/// batch, and where a batch to re-send ends, if there is one.
+struct ShardTask {
+    shard: String,
+    stream: Arc<dyn Stream>,
+    queue: Arc<dyn Queue>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    read_pos: Option<String>,
+    resend_to: Option<String>,
+    open: Open,
+    read_size: ReadSize,
+}
+
+impl ShardTask {
+    /// Reads the checkpoint (and the end of a batch that may have gone out
+    /// without it); false when the shard is drained already.
+    async fn resume(&mut self, consumer: &str) -> anyhow::Result<bool> {
+        let shard = &self.shard;
+        self.read_pos = self.queue.checkpoint(consumer, shard).await?;
+        if self.read_pos.as_deref() == Some(SHARD_END) {
+            return Ok(false);
+        }
+        // A batch that may have been sent without its checkpoint: cut again
+        // exactly up to where it ended.
+        let read_pos = self.read_pos.as_deref();
+        self.resend_to = self
+            .queue
+            .sending(consumer, shard)
+            .await?
+            .filter(|end| read_pos.is_none_or(|p| seq_after(end, p)));
+        if let Some(end) = &self.resend_to {
+            tracing::info!(shard, after = ?read_pos, end, "re-sending the batch sent before the last stop");
+        }
+        Ok(true)
+    }
+
+    /// Reads the records after `read_pos` that the open batch has room for
+    /// and takes each in; true when the read found none (or failed).
+    async fn read(&mut self, settings: &BridgeSettings) -> bool {
+        let r = &settings.bridge.rollover;
+        let room = match self.resend_to {
             // Read on at full size until the end of the re-sent batch.
-            Some(_) => read_size.room(&Open::empty(), r),
-            None => read_size.room(&open, r),
+            Some(_) => self.read_size.room(&Open::empty(), r),
+            None => self.read_size.room(&self.open, r),
         };
-        let records = match stream.read(&shard, read_pos.as_deref(), room).await {
+        let read = self
+            .stream
+            .read(&self.shard, self.read_pos.as_deref(), room)
+            .await;
+        let records = match read {
             Ok(r) => r,
             Err(e) => {
-                Stats::add(&stats.backend_errors, 1);
+                Stats::add(&self.stats.backend_errors, 1);
+                let shard = &self.shard;
                 tracing::warn!(shard, "stream read failed: {e}");
                 Vec::new()
             }
@@ -343,69 +408,95 @@ pub async fn run_shard(
         let idle = records.is_empty();
         let (n, mut read_lines, mut read_bytes) = (records.len(), 0, 0);
         for rec in records {
-            if resend_to
-                .as_deref()
-                .is_some_and(|end| seq_after(&rec.sequence, end))
-            {
-                // The end record is gone (expired): send what there is.
-                resend_to = None;
-                flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
-            }
-            if open.records.is_empty() {
-                open.since = Instant::now();
-            }
-            read_pos = Some(rec.sequence.clone());
-            let (lines, bytes) = weight(&rec);
+            let (lines, bytes) = self.take(rec, settings).await;
             (read_lines, read_bytes) = (read_lines + lines, read_bytes + bytes);
-            open.lines += lines;
-            open.bytes += bytes;
-            let cut = match &resend_to {
-                Some(end) => *end == rec.sequence,
-                None => open.lines >= r.records || open.bytes >= r.bytes,
-            };
-            open.records.push(rec);
-            if cut {
-                resend_to = None;
-                flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
-            }
         }
-        read_size.learn(n, read_lines, read_bytes);
-        if resend_to.is_none() && !open.records.is_empty() && open.since.elapsed() >= r.age {
-            flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await;
-        }
-        if idle
-            && stream
-                .ended(&shard, read_pos.as_deref())
-                .await
-                .unwrap_or(false)
+        self.read_size.learn(n, read_lines, read_bytes);
+        idle
+    }
+
+    /// Adds one record to the open batch and sends the batch where it ends:
+    /// at the re-sent batch's end, or else at the rollover bounds. Returns
+    /// the record's weight.
+    async fn take(&mut self, rec: StoredRecord, settings: &BridgeSettings) -> (usize, usize) {
+        if self
+            .resend_to
+            .as_deref()
+            .is_some_and(|end| seq_after(&rec.sequence, end))
         {
-            // Closed and read to the end: forward the rest and let the
-            // children start.
-            if !flush(&shard, &mut open, &settings, &queue, &stats, &cancel).await {
-                return Ok(());
-            }
-            let end = Checkpoint {
-                consumer: settings.stream.consumer.clone(),
-                source: shard.clone(),
-                position: SHARD_END.to_string(),
-            };
-            queue.send(Vec::new(), Some(end)).await?;
-            tracing::info!(shard, "closed shard drained");
+            // The end record is gone (expired): send what there is.
+            self.resend_to = None;
+            self.flush(settings).await;
+        }
+        let open = &mut self.open;
+        if open.records.is_empty() {
+            open.since = Instant::now();
+        }
+        self.read_pos = Some(rec.sequence.clone());
+        let (lines, bytes) = weight(&rec);
+        open.lines += lines;
+        open.bytes += bytes;
+        let r = &settings.bridge.rollover;
+        let cut = match &self.resend_to {
+            Some(end) => *end == rec.sequence,
+            None => open.lines >= r.records || open.bytes >= r.bytes,
+        };
+        open.records.push(rec);
+        if cut {
+            self.resend_to = None;
+            self.flush(settings).await;
+        }
+        (lines, bytes)
+    }
+
+    /// Sends the open batch with its checkpoint; false when cancelled
+    /// before it could be sent.
+    async fn flush(&mut self, settings: &BridgeSettings) -> bool {
+        flush(
+            &self.shard,
+            &mut self.open,
+            settings,
+            &self.queue,
+            &self.stats,
+            &self.cancel,
+        )
+        .await
+    }
+
+    /// Closed and read to the end: forward the rest and let the
+    /// children start.
+    async fn finish_closed(&mut self, settings: &BridgeSettings) -> anyhow::Result<()> {
+        if !self.flush(settings).await {
             return Ok(());
         }
-        if idle {
-            let wait = if open.records.is_empty() {
-                settings.bridge.poll_interval
-            } else {
+        let end = Checkpoint {
+            consumer: settings.stream.consumer.clone(),
+            source: self.shard.clone(),
+            position: SHARD_END.to_string(),
+        };
+        self.queue.send(Vec::new(), Some(end)).await?;
+        let shard = &self.shard;
+        tracing::info!(shard, "closed shard drained");
+        Ok(())
+    }
+
+    /// Nothing to read: waits a poll interval, or until the open batch is
+    /// due, or until cancelled.
+    async fn wait_idle(&self, settings: &BridgeSettings) {
+        let wait = if self.open.records.is_empty() {
+            settings.bridge.poll_interval
+        } else {
+            settings.bridge.poll_interval.min(
                 settings
                     .bridge
-                    .poll_interval
-                    .min(r.age.saturating_sub(open.since.elapsed()))
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
+                    .rollover
+                    .age
+                    .saturating_sub(self.open.since.elapsed()),
+            )
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -142,19 +142,7 @@ pub async fn run(
         );
         return Ok(());
     }
-    for f in &plugin_files {
-        let canonical = super::reload::canonical(f);
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
-        if crates.iter().any(|c| Some(&c.artifact) == stem.as_ref())
-            && canonical.parent() != target.canonicalize().ok().as_deref()
-        {
-            tracing::warn!(
-                "--dev: {} is not the build output ({}); rebuilds will not reach it",
-                f.display(),
-                target.display()
-            );
-        }
-    }
+    warn_of_copies(&plugin_files, &crates, &target);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PathBuf>(256);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
@@ -189,21 +177,7 @@ pub async fn run(
             (d.clone(), pkgs)
         })
         .collect();
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            p = rx.recv() => match p { Some(p) => p, None => return Ok(()) },
-        };
-        // Gather the burst an editor save makes.
-        let mut changed = vec![first];
-        let quiet = tokio::time::sleep(Duration::from_millis(200));
-        tokio::pin!(quiet);
-        loop {
-            tokio::select! {
-                _ = &mut quiet => break,
-                p = rx.recv() => match p { Some(p) => changed.push(p), None => break },
-            }
-        }
+    while let Some(changed) = next_changes(&mut rx, &cancel).await {
         let mut packages: BTreeSet<String> = BTreeSet::new();
         for p in &changed {
             for (d, pkgs) in &by_dir {
@@ -217,6 +191,48 @@ pub async fn run(
             build(&workspace, &list).await;
         }
     }
+    Ok(())
+}
+
+/// Warns of each plugin file built by a watched crate that is not the
+/// build output itself (a copy), so rebuilds will not reach it.
+fn warn_of_copies(plugin_files: &[PathBuf], crates: &[PluginCrate], target: &Path) {
+    for f in plugin_files {
+        let canonical = super::reload::canonical(f);
+        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if crates.iter().any(|c| Some(&c.artifact) == stem.as_ref())
+            && canonical.parent() != target.canonicalize().ok().as_deref()
+        {
+            tracing::warn!(
+                "--dev: {} is not the build output ({}); rebuilds will not reach it",
+                f.display(),
+                target.display()
+            );
+        }
+    }
+}
+
+/// The next changed paths: the first change and the burst an editor save
+/// makes after it; `None` when cancelled or the watcher is gone.
+async fn next_changes(
+    rx: &mut tokio::sync::mpsc::Receiver<PathBuf>,
+    cancel: &CancellationToken,
+) -> Option<Vec<PathBuf>> {
+    let first = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        p = rx.recv() => p?,
+    };
+    // Gather the burst an editor save makes.
+    let mut changed = vec![first];
+    let quiet = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(quiet);
+    loop {
+        tokio::select! {
+            _ = &mut quiet => break,
+            p = rx.recv() => match p { Some(p) => changed.push(p), None => break },
+        }
+    }
+    Some(changed)
 }
 
 #[cfg(test)]

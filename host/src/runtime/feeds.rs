@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{ProducerMark, Stream, StreamRecord};
 use crate::event::format_ms;
 use crate::plan::GeneratorPlan;
-use crate::plugin::{GeneratorInstance, GeneratorPlugin, Tick};
+use crate::plugin::{GeneratedBatch, GeneratorInstance, GeneratorPlugin, PluginError, Tick};
 use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
 use crate::wire::aggregate;
@@ -123,15 +123,25 @@ pub async fn run_feed(
         .await?
         .unwrap_or_default();
     let (mut number, mut total) = (position.next, position.records);
-    let mut instance: Option<GeneratorInstance> = Some(super::blocking(|| {
-        plugin.instantiate(&plan.plugin.config_json)
-    })?);
+    let instance = super::blocking(|| plugin.instantiate(&plan.plugin.config_json))?;
+    let mut generator = Generator {
+        feed: &feed,
+        instance: Some(instance),
+    };
+    let task = TickStore {
+        feed: &feed,
+        producer,
+        stream,
+        stats,
+        cancel,
+    };
+    let feed = task.feed;
     let mut ticker = tokio::time::interval(plan.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     tracing::info!(feed, tick = number, "feed starts");
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = task.cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
         let count = budget.claim(u64::from(plan.records));
@@ -145,22 +155,11 @@ pub async fn run_feed(
             time_ms: chrono::Utc::now().timestamp_millis(),
             count: count as u32,
         };
-        let mut inst = instance
-            .take()
-            .expect("instance is returned after each tick");
-        let started = std::time::Instant::now();
-        let (inst, result) = tokio::task::spawn_blocking(move || {
-            let r = inst.generate(tick);
-            (inst, r)
-        })
-        .await?;
-        crate::telemetry::metrics::plugin_call("generator", &feed, started);
-        instance = Some(inst);
-        let records = match result {
+        let records = match generator.generate(tick).await? {
             Ok(r) => r,
             Err(e) => {
                 budget.give_back(count);
-                Stats::add(&stats.plugin_failures, 1);
+                Stats::add(&task.stats.plugin_failures, 1);
                 tracing::error!(feed, tick = number, "generator failed; tick skipped: {e}");
                 number += 1;
                 continue;
@@ -170,19 +169,72 @@ pub async fn run_feed(
         if n < count {
             budget.give_back(count - n);
         }
-        let records = stream_records(&feed, records.iter(), plan.aggregate);
+        let records = stream_records(feed, records.iter(), plan.aggregate);
         let mark = ProducerMark {
-            producer: producer.clone(),
+            producer: task.producer.clone(),
             next: number + 1,
             records: total + n,
         };
-        // At-least-once into the stream: retry until stored or shut down.
+        if !task.put(&records, &mark, &tick).await {
+            return Ok(());
+        }
+        Stats::add(&task.stats.generated, n);
+        number += 1;
+        total += n;
+    }
+    Ok(())
+}
+
+/// A feed's generator instance, taken out for each call on a blocking
+/// thread and put back after.
+struct Generator<'f> {
+    feed: &'f str,
+    instance: Option<GeneratorInstance>,
+}
+
+impl Generator<'_> {
+    /// Calls the generator for one tick on a blocking thread.
+    async fn generate(
+        &mut self,
+        tick: Tick,
+    ) -> anyhow::Result<Result<GeneratedBatch, PluginError>> {
+        let mut inst = self
+            .instance
+            .take()
+            .expect("instance is returned after each tick");
+        let started = std::time::Instant::now();
+        let (inst, result) = tokio::task::spawn_blocking(move || {
+            let r = inst.generate(tick);
+            (inst, r)
+        })
+        .await?;
+        crate::telemetry::metrics::plugin_call("generator", self.feed, started);
+        self.instance = Some(inst);
+        Ok(result)
+    }
+}
+
+/// Where a feed's ticks go: the stream, under the feed's producer name.
+struct TickStore<'f> {
+    feed: &'f str,
+    producer: String,
+    stream: Arc<dyn Stream>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+}
+
+impl TickStore<'_> {
+    /// Stores a tick's records together with the feed's new position.
+    /// At-least-once into the stream: retries until stored, or returns
+    /// false when shut down first.
+    async fn put(&self, records: &[StreamRecord], mark: &ProducerMark, tick: &Tick) -> bool {
+        let (feed, number) = (self.feed, tick.number);
         let mut waits = RETRY.waits();
         loop {
-            match stream.put(records.clone(), Some(mark.clone())).await {
-                Ok(()) => break,
+            match self.stream.put(records.to_vec(), Some(mark.clone())).await {
+                Ok(()) => return true,
                 Err(e) => {
-                    Stats::add(&stats.backend_errors, 1);
+                    Stats::add(&self.stats.backend_errors, 1);
                     let wait = waits.next_delay();
                     if e.is_retryable() {
                         tracing::warn!(
@@ -198,20 +250,16 @@ pub async fn run_feed(
                         );
                     }
                     tokio::select! {
-                        _ = cancel.cancelled() => {
+                        _ = self.cancel.cancelled() => {
                             tracing::warn!(feed, tick = number, at = %format_ms(tick.time_ms), "shut down before the tick was stored; it will be generated again");
-                            return Ok(());
+                            return false;
                         }
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        Stats::add(&stats.generated, n);
-        number += 1;
-        total += n;
     }
-    Ok(())
 }
 
 /// A tick's generated records as stream records. Aggregated (the default):

@@ -133,8 +133,8 @@ impl Layout {
     }
 }
 
-/// A data object being written: its lines, already JSON.
-struct DataObject {
+/// An object being laid out: its lines, already JSON, not yet encoded.
+struct PendingObject {
     dataset: String,
     versions: String,
     body: Vec<u8>,
@@ -209,23 +209,20 @@ fn encode(text: Vec<u8>, gzip: bool) -> (Vec<u8>, Option<String>) {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn object(
     key: String,
-    text: Vec<u8>,
-    lines: usize,
-    layout: &Layout,
     kind: ObjectKind,
-    dataset: &str,
-    versions: &str,
+    o: PendingObject,
+    layout: &Layout,
     msg: &BatchMessage,
 ) -> OutputObject {
-    let (body, encoding) = encode(text, layout.gzip);
+    let (body, encoding) = encode(o.body, layout.gzip);
+    let (lines, dataset, versions) = (o.lines, o.dataset, o.versions);
     let suffix = if layout.gzip { ".jsonl.gz" } else { ".jsonl" };
     let mut metadata = BTreeMap::new();
     metadata.insert("record-count".into(), lines.to_string());
-    metadata.insert("dataset".into(), dataset.to_string());
-    metadata.insert("plugin-versions".into(), versions.to_string());
+    metadata.insert("dataset".into(), dataset.clone());
+    metadata.insert("plugin-versions".into(), versions.clone());
     metadata.insert("kind".into(), kind.as_str().into());
     metadata.insert("source".into(), format!("{}/{}", msg.stream, msg.shard));
     metadata.insert("first-seq".into(), msg.first_seq.clone());
@@ -239,9 +236,9 @@ fn object(
             metadata,
         },
         kind,
-        dataset: dataset.to_string(),
+        dataset,
         records: lines,
-        plugin_versions: versions.to_string(),
+        plugin_versions: versions,
     }
 }
 
@@ -297,94 +294,185 @@ pub fn process(
     feeds: &mut HashMap<String, FeedPlugins>,
     layout: &Layout,
 ) -> Result<ProcessedBatch, ProcessError> {
-    let mut out = ProcessedBatch::default();
-    let mut errors: Vec<ErrorLine> = Vec::new();
-    // Data objects in order of creation; `by_key` orders them by key.
-    let mut objects: Vec<DataObject> = Vec::new();
-    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-
-    // One record per line: aggregates unpacked in place, so stream order
-    // (and the sub-sequence order within an aggregate) is kept.
-    let mut records: Vec<Cow<'_, MessageRecord>> = Vec::with_capacity(msg.records.len());
-    for r in &msg.records {
-        match r.unpack() {
-            Ok(None) => records.push(Cow::Borrowed(r)),
-            Ok(Some(lines)) => records.extend(lines.into_iter().map(Cow::Owned)),
-            Err(reason) => {
-                // Counted as the lines its header claims, as the bridge did.
-                out.records_in += r
-                    .bytes()
-                    .map_or(1, |b| crate::wire::aggregate::lines_in(&b));
-                errors.push(error_line(msg, r, "unpack", &reason, None, None));
-            }
+    let mut batch = Batch::new(msg, layout);
+    let records = batch.unpack();
+    let mut failed_feeds: Vec<&str> = Vec::new();
+    for (feed, indices) in by_feed(&records) {
+        let share = FeedRecords {
+            feed,
+            records: &records,
+            indices: &indices,
+        };
+        let Some(plugins) = feeds.get_mut(feed) else {
+            batch.unrouted(&share);
+            continue;
+        };
+        if let Err(e) = batch.run_feed(plugins, &share) {
+            // This feed's records wait for a redelivery; the other
+            // feeds' objects are stored all the same.
+            batch.out.failed.push(e);
+            failed_feeds.push(feed);
         }
     }
-    out.records_in += records.len();
+    batch.lay_out_data_objects();
+    batch.lay_out_error_objects(feeds, &failed_feeds);
+    Ok(batch.out)
+}
 
-    // Route records to feeds, keeping stream order within each feed.
+/// Routes records to feeds, keeping stream order within each feed.
+fn by_feed<'r>(records: &'r [Cow<'_, MessageRecord>]) -> BTreeMap<&'r str, Vec<usize>> {
     let mut by_feed: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         by_feed.entry(r.feed_and_key().0).or_default().push(i);
     }
+    by_feed
+}
 
-    let mut failed_feeds: Vec<&str> = Vec::new();
-    for (feed, indices) in by_feed {
-        let Some(plugins) = feeds.get_mut(feed) else {
-            for &i in &indices {
-                let reason = format!("no feed named {feed:?} in the pipeline");
-                errors.push(error_line(msg, &records[i], "route", &reason, None, None));
+/// One feed's share of a batch's records: `indices` into `records`, in
+/// stream order.
+struct FeedRecords<'a, 'm> {
+    feed: &'a str,
+    records: &'a [Cow<'m, MessageRecord>],
+    indices: &'a [usize],
+}
+
+/// What one batch builds up while its feeds run: the counts, the error
+/// lines and the data objects, laid out as objects at the end.
+struct Batch<'m> {
+    msg: &'m BatchMessage,
+    layout: &'m Layout,
+    out: ProcessedBatch,
+    errors: Vec<ErrorLine>,
+    /// Data objects in order of creation; `by_key` orders them by key.
+    objects: Vec<PendingObject>,
+    by_key: BTreeMap<String, usize>,
+}
+
+impl<'m> Batch<'m> {
+    fn new(msg: &'m BatchMessage, layout: &'m Layout) -> Self {
+        Self {
+            msg,
+            layout,
+            out: ProcessedBatch::default(),
+            errors: Vec::new(),
+            objects: Vec::new(),
+            by_key: BTreeMap::new(),
+        }
+    }
+
+    /// One record per line: aggregates unpacked in place, so stream order
+    /// (and the sub-sequence order within an aggregate) is kept.
+    fn unpack(&mut self) -> Vec<Cow<'m, MessageRecord>> {
+        let msg = self.msg;
+        let mut records = Vec::with_capacity(msg.records.len());
+        for r in &msg.records {
+            match r.unpack() {
+                Ok(None) => records.push(Cow::Borrowed(r)),
+                Ok(Some(lines)) => records.extend(lines.into_iter().map(Cow::Owned)),
+                Err(reason) => {
+                    // Counted as the lines its header claims, as the bridge did.
+                    self.out.records_in += r
+                        .bytes()
+                        .map_or(1, |b| crate::wire::aggregate::lines_in(&b));
+                    self.errors
+                        .push(error_line(msg, r, "unpack", &reason, None, None));
+                }
             }
-            continue;
-        };
-        let versions = plugins.versions();
-        let mut raw = RawBatch::with_capacity(feed, &msg.shard, indices.len(), 0);
-        let mut raw_index = Vec::with_capacity(indices.len());
-        for &i in &indices {
-            let r = &records[i];
+        }
+        self.out.records_in += records.len();
+        records
+    }
+
+    /// Records of a feed the pipeline does not have go to the error prefix.
+    fn unrouted(&mut self, feed: &FeedRecords<'_, '_>) {
+        let reason = format!("no feed named {:?} in the pipeline", feed.feed);
+        for &i in feed.indices {
+            let r = &feed.records[i];
+            self.errors
+                .push(error_line(self.msg, r, "route", &reason, None, None));
+        }
+    }
+
+    /// Decodes a feed's records, runs its chain and lays out the events;
+    /// a plugin failure is returned, with nothing of the feed laid out
+    /// but the error lines (which are dropped at the end).
+    fn run_feed(
+        &mut self,
+        plugins: &mut FeedPlugins,
+        feed: &FeedRecords<'_, '_>,
+    ) -> Result<(), ProcessError> {
+        let (raw, raw_index) = self.decode(feed);
+        let chain = run_chain(plugins, feed.feed, &raw)?;
+        drop(raw);
+        self.out.dropped += chain.dropped;
+        self.rejected(plugins, feed, &raw_index, &chain);
+        self.lay_out_events(plugins, feed, &raw_index, &chain);
+        Ok(())
+    }
+
+    /// The feed's records as the parser's input; `raw_index` maps a raw
+    /// record back to its index in `records`.
+    fn decode(&mut self, feed: &FeedRecords<'_, '_>) -> (RawBatch, Vec<usize>) {
+        let n = feed.indices.len();
+        let mut raw = RawBatch::with_capacity(feed.feed, &self.msg.shard, n, 0);
+        let mut raw_index = Vec::with_capacity(n);
+        for &i in feed.indices {
+            let r = &feed.records[i];
             match r.bytes() {
                 Ok(data) => {
                     raw.push(&data, &r.seq, r.feed_and_key().1, r.t);
                     raw_index.push(i);
                 }
-                Err(reason) => errors.push(error_line(msg, r, "decode", &reason, None, None)),
+                Err(reason) => {
+                    self.errors
+                        .push(error_line(self.msg, r, "decode", &reason, None, None));
+                }
             }
         }
-        let chain = match run_chain(plugins, feed, &raw) {
-            Ok(chain) => chain,
-            Err(e) => {
-                // This feed's records wait for a redelivery; the other
-                // feeds' objects are stored all the same.
-                out.failed.push(e);
-                failed_feeds.push(feed);
-                continue;
-            }
-        };
-        drop(raw);
-        out.dropped += chain.dropped;
+        (raw, raw_index)
+    }
+
+    /// Error lines for the records the chain's plugins rejected.
+    fn rejected(
+        &mut self,
+        plugins: &FeedPlugins,
+        feed: &FeedRecords<'_, '_>,
+        raw_index: &[usize],
+        chain: &Chain,
+    ) {
         for rejected in &chain.rejected {
             let (stage, plugin) = match rejected.stage {
                 Stage::Parse => ("parse", plugins.parser.plugin().info()),
                 Stage::Transform(k) => ("transform", plugins.transforms[k].plugin().info()),
             };
-            errors.push(error_line(
-                msg,
-                &records[raw_index[rejected.record as usize]],
+            self.errors.push(error_line(
+                self.msg,
+                &feed.records[raw_index[rejected.record as usize]],
                 stage,
                 &rejected.reason,
                 Some(plugin),
                 rejected.event.as_ref(),
             ));
         }
+    }
 
-        // Lay out: part numbers count the outputs of each source record.
-        // Keys depend on the dataset and the hour of the event time only,
-        // so each (dataset, hour) is rendered once.
+    /// Lay out: part numbers count the outputs of each source record.
+    /// Keys depend on the dataset and the hour of the event time only,
+    /// so each (dataset, hour) is rendered once.
+    fn lay_out_events(
+        &mut self,
+        plugins: &FeedPlugins,
+        feed: &FeedRecords<'_, '_>,
+        raw_index: &[usize],
+        chain: &Chain,
+    ) {
+        let (msg, versions) = (self.msg, plugins.versions());
         let mut parts = vec![0u32; raw_index.len()];
         let mut slots: HashMap<(u32, i64), usize> = HashMap::new();
         let mut writer = LineWriter::new(&chain.events);
         let mut bad_dataset: HashMap<u32, Option<String>> = HashMap::new();
         for (event, &origin) in chain.events.iter().zip(&chain.origins) {
-            let r = &records[raw_index[origin as usize]];
+            let r = &feed.records[raw_index[origin as usize]];
             let bad = bad_dataset
                 .entry(event.dataset_index())
                 .or_insert_with(|| dataset_problem(event.dataset()));
@@ -394,7 +482,8 @@ pub fn process(
                     None => plugins.parser.plugin().info(),
                 };
                 let e = event.to_event();
-                errors.push(error_line(msg, r, "layout", reason, Some(plugin), Some(&e)));
+                let line = error_line(msg, r, "layout", reason, Some(plugin), Some(&e));
+                self.errors.push(line);
                 continue;
             }
             let hour = event
@@ -403,27 +492,13 @@ pub fn process(
             let slot = *slots
                 .entry((event.dataset_index(), hour))
                 .or_insert_with(|| {
-                    let key = layout.key_template.render(&KeyParts {
-                        dataset: event.dataset(),
-                        event_time_ms: event.event_time_ms(),
-                        shard: &msg.shard,
-                        first_seq: &msg.first_seq,
-                    });
-                    *by_key.entry(key).or_insert_with(|| {
-                        objects.push(DataObject {
-                            dataset: event.dataset().to_string(),
-                            versions: versions.clone(),
-                            body: Vec::new(),
-                            lines: 0,
-                        });
-                        objects.len() - 1
-                    })
+                    self.data_object(event.dataset(), event.event_time_ms(), &versions)
                 });
-            let object = &mut objects[slot];
+            let object = &mut self.objects[slot];
             let body = &mut object.body;
             writer.write_event(body, &event);
             body.extend_from_slice(b",\"source\":{\"feed\":");
-            write_json_str(body, feed);
+            write_json_str(body, feed.feed);
             body.extend_from_slice(b",\"part\":");
             let part = &mut parts[origin as usize];
             write!(body, "{part}").expect("writing to memory");
@@ -434,63 +509,88 @@ pub fn process(
             write_json_str(body, &msg.shard);
             body.extend_from_slice(b"}}\n");
             object.lines += 1;
-            out.events_out += 1;
+            self.out.events_out += 1;
         }
     }
 
-    let mut objects: Vec<Option<DataObject>> = objects.into_iter().map(Some).collect();
-    for (key, slot) in by_key {
-        let o = objects[slot].take().expect("one key per object");
-        out.objects.push(object(
-            key,
-            o.body,
-            o.lines,
-            layout,
-            ObjectKind::Data,
-            &o.dataset,
-            &o.versions,
-            msg,
-        ));
+    /// The slot of the data object for `dataset` at `event_time_ms`: its
+    /// key rendered, and the object made if this batch has none under it.
+    fn data_object(&mut self, dataset: &str, event_time_ms: i64, versions: &str) -> usize {
+        let key = self.layout.key_template.render(&KeyParts {
+            dataset,
+            event_time_ms,
+            shard: &self.msg.shard,
+            first_seq: &self.msg.first_seq,
+        });
+        *self.by_key.entry(key).or_insert_with(|| {
+            self.objects.push(PendingObject {
+                dataset: dataset.to_string(),
+                versions: versions.to_string(),
+                body: Vec::new(),
+                lines: 0,
+            });
+            self.objects.len() - 1
+        })
     }
-    // A failed feed's error lines are written when its records are, or
-    // its error object would change (and be notified again) on redelivery.
-    errors.retain(|e| !failed_feeds.contains(&e.feed.as_str()));
-    out.error_records = errors.len();
-    let mut by_key: BTreeMap<String, (String, Vec<Json>)> = BTreeMap::new();
-    for e in errors {
-        let key = format!(
-            "{}{}",
-            layout.error_prefix,
-            layout.key_template.render(&KeyParts {
-                dataset: &e.feed,
-                event_time_ms: e.arrival_ms,
-                shard: &msg.shard,
-                first_seq: &msg.first_seq,
-            })
-        );
-        by_key
-            .entry(key)
-            .or_insert_with(|| (e.feed.clone(), Vec::new()))
-            .1
-            .push(e.json);
+
+    /// The data objects, in key order.
+    fn lay_out_data_objects(&mut self) {
+        let mut objects: Vec<Option<PendingObject>> = std::mem::take(&mut self.objects)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (key, slot) in std::mem::take(&mut self.by_key) {
+            let o = objects[slot].take().expect("one key per object");
+            let o = object(key, ObjectKind::Data, o, self.layout, self.msg);
+            self.out.objects.push(o);
+        }
     }
-    for (key, (feed, lines)) in by_key {
-        let versions = feeds
-            .get(feed.as_str())
-            .map(FeedPlugins::versions)
-            .unwrap_or_default();
-        out.objects.push(object(
-            key,
-            json_lines(&lines),
-            lines.len(),
-            layout,
-            ObjectKind::Errors,
-            &feed,
-            &versions,
-            msg,
-        ));
+
+    /// The error objects, in key order: one per feed and arrival hour.
+    fn lay_out_error_objects(
+        &mut self,
+        feeds: &HashMap<String, FeedPlugins>,
+        failed_feeds: &[&str],
+    ) {
+        let (msg, layout) = (self.msg, self.layout);
+        let mut errors = std::mem::take(&mut self.errors);
+        // A failed feed's error lines are written when its records are, or
+        // its error object would change (and be notified again) on redelivery.
+        errors.retain(|e| !failed_feeds.contains(&e.feed.as_str()));
+        self.out.error_records = errors.len();
+        let mut by_key: BTreeMap<String, (String, Vec<Json>)> = BTreeMap::new();
+        for e in errors {
+            let key = format!(
+                "{}{}",
+                layout.error_prefix,
+                layout.key_template.render(&KeyParts {
+                    dataset: &e.feed,
+                    event_time_ms: e.arrival_ms,
+                    shard: &msg.shard,
+                    first_seq: &msg.first_seq,
+                })
+            );
+            by_key
+                .entry(key)
+                .or_insert_with(|| (e.feed.clone(), Vec::new()))
+                .1
+                .push(e.json);
+        }
+        for (key, (feed, lines)) in by_key {
+            let versions = feeds
+                .get(feed.as_str())
+                .map(FeedPlugins::versions)
+                .unwrap_or_default();
+            let o = PendingObject {
+                body: json_lines(&lines),
+                lines: lines.len(),
+                dataset: feed,
+                versions,
+            };
+            let o = object(key, ObjectKind::Errors, o, layout, msg);
+            self.out.objects.push(o);
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub use error::BatchError;
 
 use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
-use crate::backend::{Backend, Received};
+use crate::backend::{Backend, BackendError, Received};
 use crate::telemetry::stats::Stats;
 use crate::util::backoff::RETRY;
 use crate::wire::message::BatchMessage;
@@ -270,6 +270,56 @@ fn panic_text(e: tokio::task::JoinError) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// Receives up to `capacity` messages (at most a receive batch); `None`
+/// when cancelled during a long poll.
+///
+/// A short wait is not raced against the cancel token: a receive dropped
+/// halfway may already have made messages invisible, which would strand
+/// them until their visibility timeout; what arrives is handed to the
+/// workers, who finish it before shutting down. A long poll (SQS, up to
+/// 20 s) is raced: shutting down promptly is worth the rare message that
+/// comes back after its visibility timeout.
+async fn receive(
+    backend: &Backend,
+    settings: &ProcessorSettings,
+    capacity: usize,
+    cancel: &CancellationToken,
+) -> Option<Result<Vec<Received>, BackendError>> {
+    let receive = backend
+        .queue
+        .receive(settings.receive_batch.min(capacity), settings.receive_wait);
+    if settings.receive_wait > Duration::from_secs(1) {
+        tokio::select! {
+            _ = cancel.cancelled() => None,
+            got = receive => Some(got),
+        }
+    } else {
+        Some(receive.await)
+    }
+}
+
+/// Hands received messages to the workers: the first on the permit
+/// reserved for it, each other one as a worker takes it; false when the
+/// workers are gone.
+async fn hand_out(
+    held: impl Iterator<Item = Held>,
+    permit: mpsc::Permit<'_, Held>,
+    tx: &mpsc::Sender<Held>,
+) -> bool {
+    let mut permit = Some(permit);
+    for m in held {
+        match permit.take() {
+            Some(p) => p.send(m),
+            None => {
+                if tx.send(m).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Runs the fetcher and the workers until cancelled; in-flight batches are
 /// finished before it returns.
 pub async fn run(
@@ -297,7 +347,7 @@ pub async fn run(
         .collect();
     drop(cx);
     let mut waits = RETRY.waits();
-    'fetch: while !cancel.is_cancelled() {
+    while !cancel.is_cancelled() {
         // A worker is waiting out a backend error: receive nothing until
         // it clears, so no message is received only to wait.
         outage.wait_clear(&cancel).await;
@@ -315,22 +365,8 @@ pub async fn run(
             continue;
         }
         let capacity = tx.capacity() + 1;
-        // A short wait is not raced against the cancel token: a receive
-        // dropped halfway may already have made messages invisible, which
-        // would strand them until their visibility timeout; what arrives is
-        // handed to the workers, who finish it before shutting down. A long
-        // poll (SQS, up to 20 s) is raced: shutting down promptly is worth
-        // the rare message that comes back after its visibility timeout.
-        let receive = backend
-            .queue
-            .receive(settings.receive_batch.min(capacity), settings.receive_wait);
-        let got = if settings.receive_wait > Duration::from_secs(1) {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                got = receive => got,
-            }
-        } else {
-            receive.await
+        let Some(got) = receive(&backend, &settings, capacity, &cancel).await else {
+            break;
         };
         let messages = match got {
             Ok(m) => {
@@ -352,17 +388,11 @@ pub async fn run(
                 continue;
             }
         };
-        let mut permit = Some(permit);
-        for m in messages {
-            let m = Held::new(m, &backend, settings.visibility, in_flight.clone());
-            match permit.take() {
-                Some(p) => p.send(m),
-                None => {
-                    if tx.send(m).await.is_err() {
-                        break 'fetch;
-                    }
-                }
-            }
+        let held = messages
+            .into_iter()
+            .map(|m| Held::new(m, &backend, settings.visibility, in_flight.clone()));
+        if !hand_out(held, permit, &tx).await {
+            break;
         }
     }
     drop(tx);

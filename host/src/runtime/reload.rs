@@ -181,31 +181,9 @@ pub fn read_plan(file: &Path) -> Result<Plan, ReloadError> {
         .map_err(render)
 }
 
-/// Checks `new_plan` against the running one and prepares its chains.
-/// Nothing is published here; the caller swaps on success.
-pub fn prepare(
-    cache: &mut PluginCache,
-    current_plan: &Plan,
-    new_plan: Plan,
-    current: &Chains,
-) -> Result<(Plan, HashMap<String, FeedChain>, Applied), ReloadError> {
-    let refused = not_live(current_plan, &new_plan);
-    if !refused.is_empty() {
-        return Err(ReloadError::NotLive(refused));
-    }
-    // Generators are validated too, before anything changes.
-    for feed in &new_plan.live.feeds {
-        if let Some(g) = &feed.generator {
-            cache
-                .get::<Generator>(&g.plugin)
-                .map_err(ReloadError::Plugin)?;
-        }
-    }
-    let chains = build_chains(cache, &new_plan).map_err(ReloadError::Plugin)?;
-
-    let mut applied = Applied::default();
-    let before = describe(&current.feeds);
-    let after = describe(&chains);
+/// The changes between two chain descriptions ([`describe`]), in key order.
+fn chain_changes(before: &HashMap<String, String>, after: &HashMap<String, String>) -> Vec<String> {
+    let mut changes = Vec::new();
     let mut keys: Vec<&String> = before
         .keys()
         .chain(after.keys())
@@ -215,12 +193,23 @@ pub fn prepare(
     keys.sort();
     for k in keys {
         match (before.get(k), after.get(k)) {
-            (Some(a), Some(b)) if a != b => applied.changes.push(format!("{k}: {a} -> {b}")),
-            (None, Some(b)) => applied.changes.push(format!("{k}: added {b}")),
-            (Some(_), None) => applied.changes.push(format!("{k}: removed")),
+            (Some(a), Some(b)) if a != b => changes.push(format!("{k}: {a} -> {b}")),
+            (None, Some(b)) => changes.push(format!("{k}: added {b}")),
+            (Some(_), None) => changes.push(format!("{k}: removed")),
             _ => {}
         }
     }
+    changes
+}
+
+/// Feeds whose generator is added, removed or changed: each to restart,
+/// and said in the changes.
+fn generator_changes(
+    cache: &PluginCache,
+    current_plan: &Plan,
+    new_plan: &Plan,
+    applied: &mut Applied,
+) {
     let old_feeds: HashMap<&str, &FeedPlan> = current_plan
         .live
         .feeds
@@ -256,6 +245,35 @@ pub fn prepare(
                 .push(format!("feeds.{name}.generator: {what}"));
         }
     }
+}
+
+/// Checks `new_plan` against the running one and prepares its chains.
+/// Nothing is published here; the caller swaps on success.
+pub fn prepare(
+    cache: &mut PluginCache,
+    current_plan: &Plan,
+    new_plan: Plan,
+    current: &Chains,
+) -> Result<(Plan, HashMap<String, FeedChain>, Applied), ReloadError> {
+    let refused = not_live(current_plan, &new_plan);
+    if !refused.is_empty() {
+        return Err(ReloadError::NotLive(refused));
+    }
+    // Generators are validated too, before anything changes.
+    for feed in &new_plan.live.feeds {
+        if let Some(g) = &feed.generator {
+            cache
+                .get::<Generator>(&g.plugin)
+                .map_err(ReloadError::Plugin)?;
+        }
+    }
+    let chains = build_chains(cache, &new_plan).map_err(ReloadError::Plugin)?;
+
+    let mut applied = Applied {
+        changes: chain_changes(&describe(&current.feeds), &describe(&chains)),
+        feeds_to_restart: Vec::new(),
+    };
+    generator_changes(cache, current_plan, &new_plan, &mut applied);
     applied.feeds_to_restart.sort();
     if current_plan.live.bridge != new_plan.live.bridge {
         applied
