@@ -469,7 +469,6 @@ async fn refresh_gauges(backend: &Backend, stats: &Stats, stages: Stages) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::backend::local::{LocalBackend, Names};
@@ -478,17 +477,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_stream_lag_is_counted_only_where_the_bridge_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let names = Names {
-            stream: "s".into(),
-            shards: 1,
-            queue: "q".into(),
-            dead_letter: "q-dlq".into(),
-            visibility: Duration::from_secs(30),
-            max_receives: 3,
-            bucket: "b".into(),
-            topic: "t".into(),
-            subscribers: vec![],
-        };
+        let names = Names::for_tests(1);
         let backend = LocalBackend::open(dir.path(), SyncMode::Normal, &names)
             .unwrap()
             .backend();

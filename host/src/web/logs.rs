@@ -246,17 +246,7 @@ mod tests {
     #[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
     async fn logs_beyond_the_generators_slots_get_503_with_retry_after() {
         let dir = tempfile::tempdir().unwrap();
-        let names = Names {
-            stream: "s".into(),
-            shards: 1,
-            queue: "q".into(),
-            dead_letter: "q-dlq".into(),
-            visibility: Duration::from_secs(30),
-            max_receives: 3,
-            bucket: "b".into(),
-            topic: "t".into(),
-            subscribers: vec![],
-        };
+        let names = Names::for_tests(1);
         let backend = LocalBackend::open(dir.path(), SyncMode::Normal, &names)
             .unwrap()
             .backend();

@@ -76,17 +76,7 @@ async fn http(addr: std::net::SocketAddr, req: &str) -> (u16, String) {
 #[allow(unsafe_code, reason = "std::env::set_var (unsafe since edition 2024)")]
 async fn an_unreachable_stream_makes_readyz_and_ingest_answer_503() {
     let dir = tempfile::tempdir().unwrap();
-    let names = Names {
-        stream: "s".into(),
-        shards: 2,
-        queue: "q".into(),
-        dead_letter: "q-dlq".into(),
-        visibility: Duration::from_secs(30),
-        max_receives: 3,
-        bucket: "b".into(),
-        topic: "t".into(),
-        subscribers: vec![],
-    };
+    let names = Names::for_tests(2);
     let mut backend = LocalBackend::open(dir.path(), SyncMode::Normal, &names)
         .unwrap()
         .backend();

@@ -67,6 +67,23 @@ impl Names {
             subscribers: plan.fixed.notifications.subscribers.clone(),
         }
     }
+
+    /// Short names for unit tests: stream `s` of `shards` shards, queue `q`
+    /// (30 s visibility, 3 receives), bucket `b`, topic `t`.
+    #[cfg(test)]
+    pub fn for_tests(shards: u32) -> Self {
+        Self {
+            stream: "s".into(),
+            shards,
+            queue: "q".into(),
+            dead_letter: "q-dlq".into(),
+            visibility: Duration::from_secs(30),
+            max_receives: 3,
+            bucket: "b".into(),
+            topic: "t".into(),
+            subscribers: vec![],
+        }
+    }
 }
 
 /// An opened local backend.
