@@ -79,8 +79,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
     /// Generate this many records in total (across runs; what is left is
-    /// shared equally among the feeds with a generator), then stop once all
-    /// of them are processed.
+    /// shared among the feeds with a generator in proportion to their
+    /// rates), then stop once all of them are processed.
     #[arg(long)]
     pub max_records: Option<u64>,
     /// No status line.

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -54,11 +55,14 @@ impl Budget {
 }
 
 /// `--max-records` shared out among the generating feeds: what is left of
-/// the total after earlier runs is split equally (the first feeds one more
-/// while a remainder is left). Shares are fixed up front so that how the
-/// feeds' tasks happen to be scheduled decides nothing: a slow feed is never
-/// starved by a fast one, and a bounded run of N records generates N in all,
-/// across runs. A feed added later by a reload gets no share.
+/// the total after earlier runs is split in proportion to each feed's
+/// rate (records per tick / interval), so that the feeds use their shares
+/// up together and a bounded run lasts as long as the total takes at the
+/// configured rates (the first feeds take one more while a remainder is
+/// left). Shares are fixed up front so that how the feeds' tasks happen to
+/// be scheduled decides nothing: a slow feed is never starved by a fast
+/// one, and a bounded run of N records generates N in all, across runs. A
+/// feed added later by a reload gets no share.
 #[derive(Debug)]
 pub struct Budgets {
     per_feed: Option<HashMap<String, Arc<Budget>>>,
@@ -70,20 +74,17 @@ impl Budgets {
         Self { per_feed: None }
     }
 
-    /// `total` shared among `feeds` (name, records generated before), in order.
-    pub fn shared(total: Option<u64>, feeds: &[(String, u64)]) -> Self {
+    /// `total` shared among `feeds`, in order.
+    pub fn shared(total: Option<u64>, feeds: &[FeedShare]) -> Self {
         let Some(total) = total else {
             return Self::unlimited();
         };
-        let k = feeds.len().max(1) as u64;
-        let left = total.saturating_sub(feeds.iter().map(|(_, done)| done).sum());
+        let left = total.saturating_sub(feeds.iter().map(|f| f.done).sum());
+        let shares = apportion(left, &feeds.iter().map(|f| f.rate).collect::<Vec<_>>());
         let per_feed = feeds
             .iter()
-            .enumerate()
-            .map(|(i, (name, _))| {
-                let share = left / k + u64::from((i as u64) < left % k);
-                (name.clone(), Arc::new(Budget::new(Some(share))))
-            })
+            .zip(shares)
+            .map(|(f, share)| (f.name.clone(), Arc::new(Budget::new(Some(share)))))
             .collect();
         Self {
             per_feed: Some(per_feed),
@@ -100,6 +101,46 @@ impl Budgets {
                 .unwrap_or_else(|| Arc::new(Budget::new(Some(0)))),
         }
     }
+}
+
+/// A generating feed, for [`Budgets::shared`].
+#[derive(Debug, Clone)]
+pub struct FeedShare {
+    pub name: String,
+    /// Records it generated in earlier runs.
+    pub done: u64,
+    /// Its rate, in records per 1,000 s ([`FeedShare::rate_of`]).
+    pub rate: u64,
+}
+
+impl FeedShare {
+    /// A generator's rate in records per 1,000 s (whole numbers, at least 1).
+    pub fn rate_of(records: u32, interval: Duration) -> u64 {
+        let per_ks = u128::from(records) * 1_000_000_000 / interval.as_micros().max(1);
+        u64::try_from(per_ks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// `left` split in proportion to `weights` (all equal when they sum to 0);
+/// the shares sum to `left`, the first ones one more while a remainder is
+/// left.
+fn apportion(left: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    let weight = |w: u64| if sum == 0 { 1 } else { u128::from(w) };
+    let sum = if sum == 0 { weights.len() as u128 } else { sum };
+    let mut shares: Vec<u64> = weights
+        .iter()
+        .map(|&w| (u128::from(left) * weight(w) / sum.max(1)) as u64)
+        .collect();
+    let mut rest = left - shares.iter().sum::<u64>();
+    for s in shares.iter_mut() {
+        if rest == 0 {
+            break;
+        }
+        *s += 1;
+        rest -= 1;
+    }
+    shares
 }
 
 pub fn producer_name(feed: &str) -> String {
@@ -328,13 +369,17 @@ mod tests {
         b.of(feed).claim(u64::MAX)
     }
 
+    fn share(name: &str, done: u64, rate: u64) -> FeedShare {
+        FeedShare {
+            name: name.into(),
+            done,
+            rate,
+        }
+    }
+
     #[test]
-    fn what_is_left_of_max_records_is_shared_equally() {
-        let feeds = [
-            ("a".to_string(), 0),
-            ("b".to_string(), 0),
-            ("c".to_string(), 0),
-        ];
+    fn what_is_left_of_max_records_is_shared_by_rate() {
+        let feeds = [share("a", 0, 1), share("b", 0, 1), share("c", 0, 1)];
         let b = Budgets::shared(Some(400), &feeds);
         assert_eq!(
             (left(&b, "a"), left(&b, "b"), left(&b, "c")),
@@ -342,15 +387,30 @@ mod tests {
         );
         assert_eq!(left(&b, "a"), 0, "a claimed share is gone");
         assert_eq!(left(&b, "added-by-reload"), 0, "a later feed has no share");
+        // The shipped pipeline's rates: 2,000 + 2,000 + 200 records per
+        // 10 ms; the shares are used up together.
+        let rate = |n| FeedShare::rate_of(n, Duration::from_millis(10));
+        assert_eq!(rate(2000), 200_000_000);
+        let feeds = [
+            share("forex", 0, rate(2000)),
+            share("stock", 0, rate(2000)),
+            share("news", 0, rate(200)),
+        ];
+        let b = Budgets::shared(Some(1_000_000), &feeds);
+        assert_eq!(
+            (left(&b, "forex"), left(&b, "stock"), left(&b, "news")),
+            (476_191, 476_190, 47_619)
+        );
         // What earlier runs made counts against the total, not a feed.
-        let before = [("a".to_string(), 250), ("b".to_string(), 100)];
+        let before = [share("a", 250, 1), share("b", 100, 1)];
         let b = Budgets::shared(Some(400), &before);
         assert_eq!((left(&b, "a"), left(&b, "b")), (25, 25));
-        let b = Budgets::shared(Some(400), &[("a".to_string(), 500)]);
+        let b = Budgets::shared(Some(400), &[share("a", 500, 1)]);
         assert_eq!(left(&b, "a"), 0);
         let b = Budgets::shared(None, &feeds);
         assert_eq!(left(&Budgets::unlimited(), "a"), u64::MAX);
         assert_eq!(left(&b, "z"), u64::MAX);
+        assert_eq!(apportion(5, &[0, 0]), vec![3, 2]);
     }
 
     #[test]

@@ -85,8 +85,8 @@ impl ReloadOutcome {
 pub struct StartOptions {
     pub stages: Stages,
     /// Generate this many records in total, across runs: what is left
-    /// after earlier runs is shared equally among the generating feeds (a
-    /// feed stops when its share is used up).
+    /// after earlier runs is shared among the generating feeds in
+    /// proportion to their rates (a feed stops when its share is used up).
     pub max_records: Option<u64>,
     /// Where reload requests go, when the pipeline takes reloads (`run`):
     /// every plugin is loaded at start, those of stages it does not run
@@ -373,7 +373,12 @@ async fn budgets(
             .producer_position(&feeds::producer_name(&feed.name))
             .await?
             .map_or(0, |p| p.records);
-        generating.push((feed.name.clone(), done));
+        let g = feed.generator.as_ref().expect("filtered on generators");
+        generating.push(feeds::FeedShare {
+            name: feed.name.clone(),
+            done,
+            rate: feeds::FeedShare::rate_of(g.records, g.interval),
+        });
     }
     Ok(feeds::Budgets::shared(max_records, &generating))
 }
