@@ -76,6 +76,26 @@ fn objects(db: &rusqlite::Connection) -> Vec<(i64, u64, String)> {
     .collect()
 }
 
+/// Waits for the store's `objects` table: the database file appears
+/// before the store has created its schema in it.
+fn wait_for_schema(db: &rusqlite::Connection) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let made: bool = db
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'objects')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(false);
+        if made {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the store never created its objects table");
+}
+
 /// Milliseconds from `landed` to the first object stored by `version`.
 fn wait_for_version(db: &rusqlite::Connection, version: &str, landed: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -171,6 +191,7 @@ data_dir = "state"
         std::thread::sleep(Duration::from_millis(10));
     }
     let db = rusqlite::Connection::open(&db_path).unwrap();
+    wait_for_schema(&db);
     wait_for_version(&db, &version(&original), now_ms());
 
     // Steady state, no reloads.

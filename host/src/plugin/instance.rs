@@ -26,12 +26,17 @@ use super::guest_log::{GuestLog, guest_text};
 use super::role::Plugin;
 use super::role::Role;
 use super::state::HostState;
+use crate::util::backoff::Backoff;
 
 /// Failed calls in a row before the plugin is quarantined.
 const QUARANTINE_AFTER: u32 = 5;
-/// First quarantine period; doubles per further failure, up to the maximum.
-const QUARANTINE_BASE: Duration = Duration::from_millis(500);
-const QUARANTINE_MAX: Duration = Duration::from_secs(60);
+/// Quarantine periods: 500 ms, doubling per further failure, up to 60 s
+/// (the ceilings of the crate's one backoff policy, without jitter: a
+/// quarantine is a fixed rest, not a retry race).
+const QUARANTINE: Backoff = Backoff {
+    first: Duration::from_millis(500),
+    cap: Duration::from_secs(60),
+};
 
 struct Live<G> {
     store: Store<HostState>,
@@ -289,8 +294,7 @@ impl<R: Role> PluginInstance<R> {
             "plugin call failed; the instance is discarded and will be replaced: {err}"
         );
         if self.consecutive_failures >= QUARANTINE_AFTER {
-            let exp = (self.consecutive_failures - QUARANTINE_AFTER).min(16);
-            let backoff = (QUARANTINE_BASE * 2u32.pow(exp)).min(QUARANTINE_MAX);
+            let backoff = QUARANTINE.ceiling(self.consecutive_failures - QUARANTINE_AFTER);
             self.quarantined_until = Some(Instant::now() + backoff);
             tracing::error!(
                 plugin = self.plugin.name(),

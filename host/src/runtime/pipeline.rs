@@ -453,11 +453,15 @@ async fn drained(
     Ok(in_flight.get() == 0 && backend.queue.depth().await?.total() == 0)
 }
 
-/// Queue depths, and the stream lag when `stages` include the bridge (a
-/// process without it would count every record it generated as lag).
+/// Queue depths, and the stream lag when `stages` include both the feeds and
+/// the bridge: the lag is this process's records put on the stream less those
+/// it bridged, so a process without the bridge would count every record it
+/// generated as lag, and a bridge-only process, which generates nothing,
+/// would always show 0. Elsewhere the gauge stays 0 (documented in
+/// `telemetry/metrics.rs`).
 async fn refresh_gauges(backend: &Backend, stats: &Stats, stages: Stages) {
     use std::sync::atomic::Ordering::Relaxed;
-    if stages.bridge {
+    if stages.feeds && stages.bridge {
         let s = stats.snapshot();
         stats.stream_lag.store(
             (s.generated + s.ingested).saturating_sub(s.bridged),
@@ -480,7 +484,7 @@ mod tests {
     use crate::plan::SyncMode;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_stream_lag_is_counted_only_where_the_bridge_runs() {
+    async fn the_stream_lag_is_counted_only_where_feeds_and_bridge_run_together() {
         let dir = tempfile::tempdir().unwrap();
         let names = Names::for_tests(1);
         let backend = LocalBackend::open(dir.path(), SyncMode::Normal, &names)
@@ -502,17 +506,24 @@ mod tests {
                 bridge: false,
                 processor: true,
             },
+            // A bridge-only process: its generated count is someone else's,
+            // so it cannot say how far behind it is.
+            Stages {
+                feeds: false,
+                bridge: true,
+                processor: false,
+            },
         ];
         for stages in without_bridge {
             refresh_gauges(&backend, &stats, stages).await;
             assert_eq!(stats.snapshot().stream_lag, 0, "{stages:?}");
         }
-        let bridge_only = Stages {
-            feeds: false,
+        let producing_and_bridging = Stages {
+            feeds: true,
             bridge: true,
             processor: false,
         };
-        for stages in [Stages::default(), bridge_only] {
+        for stages in [Stages::default(), producing_and_bridging] {
             stats
                 .stream_lag
                 .store(0, std::sync::atomic::Ordering::Relaxed);

@@ -9,7 +9,7 @@
 //! | `pipehost_events_stored_total`, `pipehost_objects_written_total`, `pipehost_notifications_sent_total` | counter | output |
 //! | `pipehost_errors_total{kind}` | counter | plugin, backend, batch, rejected_record, reload |
 //! | `pipehost_plugin_call_seconds{role,feed}` | histogram | one plugin call (a batch) |
-//! | `pipehost_stream_lag_records`, `pipehost_queue_depth`, `pipehost_dead_letter_depth` | gauge | backlog |
+//! | `pipehost_stream_lag_records`, `pipehost_queue_depth`, `pipehost_dead_letter_depth` | gauge | backlog (the stream lag only in a process that runs both the feeds and the bridge — records it put on the stream less those it bridged, including ingest; 0 elsewhere) |
 //! | `pipehost_http_requests_total{method,route,status}`, `pipehost_http_request_seconds{route}` | counter, histogram | the web server; `method` is a standard method or `other`, `route` the matched template or `unmatched`, so clients cannot add series |
 //! | `pipehost_http_connections_refused_total{server}` | counter | connections past the cap, answered 503 (web server, admin API) |
 //! | `pipehost_ingest_commit_records` | histogram | records per group commit |

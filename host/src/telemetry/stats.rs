@@ -24,7 +24,8 @@ pub struct Stats {
     /// Gauges refreshed by the status task.
     pub queue_depth: AtomicU64,
     pub dead_letters: AtomicU64,
-    /// Records on the stream not yet bridged (in `run`).
+    /// Records on the stream not yet bridged, counted only in a process
+    /// that runs both the feeds and the bridge (`runtime::pipeline`).
     pub stream_lag: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
