@@ -2,6 +2,7 @@
 //! outside crates and I/O may appear.
 
 use super::Findings;
+use super::graph::{defined_at, modules, reexports};
 use super::reader::{SourceFile, Target, render, resolve, uses, written_paths};
 use super::tokens::{Tok, tokenize};
 
@@ -32,6 +33,37 @@ pub(super) fn leaf(tree: &[SourceFile], dir: &str, allowed: &[&str]) -> Findings
         .collect()
 }
 
+/// Outside `backend/` and `cli/` (which picks the backend a plan names),
+/// no code but tests names one backend (`backend::aws`, `backend::local`),
+/// written so or through a re-export: the rest of the crate sees a backend
+/// through `backend/`'s traits only. `allowed`: `(file, backend path)`
+/// uses that are the point of their file.
+pub(super) fn backends_named_outside(tree: &[SourceFile], allowed: &[(&str, &str)]) -> Findings {
+    let known = modules(tree);
+    let exports = reexports(tree, &known);
+    uses(tree)
+        .into_iter()
+        .filter(|u| !u.file.starts_with("backend/") && !u.file.starts_with("cli/"))
+        .filter(|u| !u.module.iter().any(|m| m == "tests"))
+        .filter_map(|u| {
+            let Target::Crate(written) = &u.target else {
+                return None;
+            };
+            let target = defined_at(written, &exports, &known);
+            let named = match target.as_slice() {
+                [b, which, ..] if b == "backend" && (which == "aws" || which == "local") => {
+                    target.join("::")
+                }
+                _ => return None,
+            };
+            let excused = allowed
+                .iter()
+                .any(|(file, path)| u.file == *file && named.starts_with(path));
+            (!excused).then(|| format!("{}:{}: names `crate::{named}`", u.file, u.line))
+        })
+        .collect()
+}
+
 /// Only files under `dir` name the external crates `is_theirs` picks.
 pub(super) fn crates_only_in(
     tree: &[SourceFile],
@@ -55,6 +87,10 @@ pub(super) fn crates_only_in(
 
 pub(super) fn is_aws_crate(name: &str) -> bool {
     name.starts_with("aws_") || name == "lambda_runtime" || name == "aws_lambda_events"
+}
+
+pub(super) fn is_wasm_crate(name: &str) -> bool {
+    name.starts_with("wasmtime") || name.starts_with("wit_") || name == "cranelift"
 }
 
 pub(super) fn is_sqlite_crate(name: &str) -> bool {

@@ -21,7 +21,8 @@ mod tokens;
 
 use graph::cycles;
 use imports::{
-    crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate, leaf, plugin_is_a_leaf,
+    backends_named_outside, crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate,
+    is_wasm_crate, leaf, plugin_is_a_leaf,
 };
 use reader::host_tree;
 
@@ -103,6 +104,28 @@ fn only_backend_local_knows_sqlite() {
     assert_clean(
         "only `backend/local/` knows SQLite (`rusqlite`)",
         crates_only_in(&host_tree(), "backend/local/", is_sqlite_crate),
+        &[],
+    );
+}
+
+#[test]
+fn only_plugin_knows_wasmtime() {
+    assert_clean(
+        "only `plugin/` imports `wasmtime*`, `wit_*`",
+        crates_only_in(&host_tree(), "plugin/", is_wasm_crate),
+        &[],
+    );
+}
+
+/// The Lambda role's event loop runs only on AWS's Lambda Runtime API: it
+/// is `backend::aws::lambda`'s, and `runtime/lambda.rs` drives it.
+const LAMBDA_ROLE: (&str, &str) = ("runtime/lambda.rs", "backend::aws::lambda");
+
+#[test]
+fn only_backend_and_cli_name_a_backend() {
+    assert_clean(
+        "outside `backend/` and `cli/`, no code but tests names `backend::aws` or `backend::local`",
+        backends_named_outside(&host_tree(), &[LAMBDA_ROLE]),
         &[],
     );
 }

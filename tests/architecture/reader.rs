@@ -74,11 +74,18 @@ pub(super) struct WrittenPath {
     /// The module the path was written in (inline `mod x { … }` included),
     /// for resolving `self` and `super`.
     pub(super) module: Vec<String>,
+    /// For a path of a `pub use` (any `pub(…)` too): the name it is
+    /// re-exported as (its alias, else its last segment).
+    pub(super) exported_as: Option<String>,
 }
+
+/// One path of a path tree: its segments, the line of its last segment,
+/// and its `as` alias.
+type Piece = (Vec<String>, usize, Option<String>);
 
 /// The paths starting at `toks[i]` (an identifier, `{` or `*`), and the
 /// index after them.
-pub(super) fn path_tree(toks: &[(Tok, usize)], mut i: usize) -> (Vec<(Vec<String>, usize)>, usize) {
+pub(super) fn path_tree(toks: &[(Tok, usize)], mut i: usize) -> (Vec<Piece>, usize) {
     match toks.get(i) {
         Some((Tok::Punct('{'), _)) => {
             let mut all = Vec::new();
@@ -89,7 +96,10 @@ pub(super) fn path_tree(toks: &[(Tok, usize)], mut i: usize) -> (Vec<(Vec<String
                     Some((Tok::Punct('}'), _)) => return (all, i + 1),
                     Some((Tok::Punct(','), _)) => i += 1,
                     Some(_) => {
-                        let (paths, j) = path_tree(toks, i);
+                        let (mut paths, j) = path_tree(toks, i);
+                        if let (Some(alias), [one]) = (alias_at(toks, j), paths.as_mut_slice()) {
+                            one.2 = Some(alias);
+                        }
                         all.extend(paths);
                         // Skip `as name` and anything else up to the next member.
                         i = j.max(i + 1);
@@ -103,7 +113,7 @@ pub(super) fn path_tree(toks: &[(Tok, usize)], mut i: usize) -> (Vec<(Vec<String
                 }
             }
         }
-        Some((Tok::Punct('*'), line)) => (vec![(vec!["*".into()], *line)], i + 1),
+        Some((Tok::Punct('*'), line)) => (vec![(vec!["*".into()], *line, None)], i + 1),
         Some((Tok::Ident(s), line)) => {
             let head = s.clone();
             if matches!(toks.get(i + 1), Some((Tok::Sep, _)))
@@ -115,21 +125,44 @@ pub(super) fn path_tree(toks: &[(Tok, usize)], mut i: usize) -> (Vec<(Vec<String
                 let (rest, j) = path_tree(toks, i + 2);
                 let paths = rest
                     .into_iter()
-                    .map(|(mut segs, l)| {
+                    .map(|(mut segs, l, alias)| {
                         segs.insert(0, head.clone());
                         if segs.last().is_some_and(|s| s == "self") {
                             segs.pop();
                         }
-                        (segs, l)
+                        (segs, l, alias)
                     })
                     .collect();
                 (paths, j)
             } else {
-                (vec![(vec![head], *line)], i + 1)
+                (vec![(vec![head], *line, None)], i + 1)
             }
         }
         _ => (Vec::new(), i + 1),
     }
+}
+
+/// The alias of `as name` at `toks[i]`, if that is what is there.
+fn alias_at(toks: &[(Tok, usize)], i: usize) -> Option<String> {
+    match (toks.get(i), toks.get(i + 1)) {
+        (Some((Tok::Ident(w), _)), Some((Tok::Ident(name), _))) if w == "as" => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// Whether the `use` at `toks[i]` is public: `pub use` or `pub(…) use`.
+fn is_public_use(toks: &[(Tok, usize)], i: usize) -> bool {
+    let ident = |k: usize, word: &str| matches!(toks.get(k), Some((Tok::Ident(w), _)) if w == word);
+    if i >= 1 && ident(i - 1, "pub") {
+        return true;
+    }
+    if i < 2 || !matches!(toks[i - 1].0, Tok::Punct(')')) {
+        return false;
+    }
+    let open = (0..i - 1)
+        .rev()
+        .find(|&k| matches!(toks[k].0, Tok::Punct('(')));
+    open.is_some_and(|k| k >= 1 && ident(k - 1, "pub"))
 }
 
 /// `host/src`-relative file path -> its module path (`runtime/mod.rs` ->
@@ -185,11 +218,19 @@ pub(super) fn written_paths(file: &SourceFile) -> Vec<WrittenPath> {
             }
             Tok::Ident(w) if w == "use" => {
                 let m = module();
-                let (paths, j) = path_tree(&toks, i + 1);
-                out.extend(paths.into_iter().map(|(segments, line)| WrittenPath {
-                    segments,
-                    line,
-                    module: m.clone(),
+                let public = is_public_use(&toks, i);
+                let (mut paths, j) = path_tree(&toks, i + 1);
+                if let (Some(alias), [one]) = (alias_at(&toks, j), paths.as_mut_slice()) {
+                    one.2 = Some(alias);
+                }
+                out.extend(paths.into_iter().map(|(segments, line, alias)| {
+                    let name = alias.or_else(|| segments.last().cloned());
+                    WrittenPath {
+                        exported_as: name.filter(|_| public),
+                        segments,
+                        line,
+                        module: m.clone(),
+                    }
                 }));
                 i = j.max(i + 1);
             }
@@ -198,10 +239,11 @@ pub(super) fn written_paths(file: &SourceFile) -> Vec<WrittenPath> {
                 if !after_sep && matches!(toks.get(i + 1), Some((Tok::Sep, _))) {
                     let m = module();
                     let (paths, j) = path_tree(&toks, i);
-                    out.extend(paths.into_iter().map(|(segments, line)| WrittenPath {
+                    out.extend(paths.into_iter().map(|(segments, line, _)| WrittenPath {
                         segments,
                         line,
                         module: m.clone(),
+                        exported_as: None,
                     }));
                     i = j.max(i + 1);
                 } else {
@@ -248,6 +290,8 @@ pub(super) struct Use {
     pub(super) file: String,
     pub(super) line: usize,
     pub(super) target: Target,
+    /// The module it is written in (inline modules included).
+    pub(super) module: Vec<String>,
 }
 
 pub(super) fn uses(tree: &[SourceFile]) -> Vec<Use> {
@@ -257,6 +301,7 @@ pub(super) fn uses(tree: &[SourceFile]) -> Vec<Use> {
                 file: f.path.clone(),
                 line: p.line,
                 target: resolve(&p),
+                module: p.module,
             })
         })
         .collect()

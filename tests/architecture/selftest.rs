@@ -4,7 +4,8 @@
 use super::assert_clean;
 use super::graph::cycles;
 use super::imports::{
-    crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate, leaf, plugin_is_a_leaf,
+    backends_named_outside, crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate,
+    is_wasm_crate, leaf, plugin_is_a_leaf,
 };
 use super::reader::{SourceFile, render, uses};
 use super::size;
@@ -130,6 +131,49 @@ fn aws_and_sqlite_crates_outside_their_backend_fail() {
 }
 
 #[test]
+fn wasmtime_outside_plugin_fails() {
+    let tree = fake(&[
+        ("plugin/engine.rs", "use wasmtime::{Config, Engine};"),
+        ("runtime/engine.rs", "fn f() { wasmtime::Engine::default(); }"),
+        ("lambda.rs", "use wasmtime_wasi::p2::WasiCtx;"),
+    ]);
+    assert_eq!(
+        crates_only_in(&tree, "plugin/", is_wasm_crate),
+        [
+            "runtime/engine.rs:1: `wasmtime::Engine::default` outside plugin/",
+            "lambda.rs:1: `wasmtime_wasi::p2::WasiCtx` outside plugin/",
+        ]
+    );
+}
+
+/// A backend named outside `backend/` and `cli/`, written out or through a
+/// re-export, fails; test code and the allowed uses do not.
+#[test]
+fn a_backend_named_outside_backend_and_cli_fails() {
+    let tree = fake(&[
+        (
+            "backend/mod.rs",
+            "pub mod local; pub mod aws; pub use local::LocalBackend as Embedded;",
+        ),
+        ("backend/local/mod.rs", "pub struct LocalBackend;"),
+        ("runtime/run.rs", "use crate::backend::local::LocalBackend;"),
+        ("web/logs.rs", "fn f() { crate::backend::Embedded::open(); }"),
+        ("web/tests.rs", "use crate::backend::local::LocalBackend;"),
+        ("runtime/pipeline.rs", "mod tests { use crate::backend::local::Names; }"),
+        ("runtime/lambda.rs", "use crate::backend::aws::lambda::serve;"),
+        ("cli/run.rs", "fn f() { crate::backend::aws::lambda::check_environment(); }"),
+    ]);
+    assert_eq!(
+        backends_named_outside(&tree, &[("runtime/lambda.rs", "backend::aws::lambda")]),
+        [
+            "runtime/run.rs:1: names `crate::backend::local::LocalBackend`",
+            "web/logs.rs:1: names `crate::backend::local::LocalBackend::open`",
+        ]
+    );
+    assert_eq!(backends_named_outside(&tree, &[]).len(), 3);
+}
+
+#[test]
 fn io_in_plan_or_config_fails() {
     let tree = fake(&[
         (
@@ -202,6 +246,59 @@ fn modules_that_import_each_other_fail() {
             "use super::{chains::FeedChain, processor};",
         ),
         ("wire/message.rs", ""),
+    ]);
+    assert_eq!(cycles(&fixed), Vec::<String>::new());
+}
+
+/// Siblings that reach each other through names their parent re-exports
+/// (plain, aliased, `pub(crate)`, a glob) import each other all the same;
+/// an inline `mod tests` using a sibling is test code, not an edge.
+#[test]
+fn modules_that_import_each_other_through_re_exports_fail() {
+    let tree = fake(&[
+        (
+            "runtime/mod.rs",
+            "mod pipeline; mod run; mod serve; mod types;
+             pub use pipeline::{Pipeline, StartOptions};
+             pub(crate) use run::run as run_pipeline;
+             pub use self::types::*;",
+        ),
+        ("runtime/pipeline.rs", "fn f() { super::run_pipeline(); }"),
+        (
+            "runtime/run.rs",
+            "use super::Pipeline;
+mod tests { use super::super::serve::x; }",
+        ),
+        ("runtime/serve.rs", "use super::{Stages, StartOptions};"),
+        (
+            "runtime/types.rs",
+            "fn f() { crate::runtime::serve::go(); }",
+        ),
+    ]);
+    assert_eq!(
+        cycles(&tree),
+        [
+            "in runtime: pipeline, run import each other: \
+             pipeline -> run (runtime/pipeline.rs:1); run -> pipeline (runtime/run.rs:1)",
+            "in runtime: serve, types import each other: \
+             serve -> types (runtime/serve.rs:1); types -> serve (runtime/types.rs:1)",
+        ]
+    );
+    // A name the parent defines itself is no edge to a child, nor is a
+    // path in a test module.
+    let fixed = fake(&[
+        (
+            "runtime/mod.rs",
+            "mod run; pub use run::run; pub struct Pipeline;",
+        ),
+        (
+            "runtime/pipeline.rs",
+            "fn f() { super::Pipeline::new(); super::run(); }",
+        ),
+        (
+            "runtime/run.rs",
+            "use super::Pipeline;\nmod tests { use super::super::pipeline::f; }",
+        ),
     ]);
     assert_eq!(cycles(&fixed), Vec::<String>::new());
 }

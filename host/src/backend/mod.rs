@@ -34,6 +34,14 @@ use crate::plan::{BackendPlan, Plan};
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// The SQLite request log at `path` (created, migrated): the local
+/// backend's store, opened here so that the web server names no backend.
+pub async fn open_sqlite_request_log(
+    path: &std::path::Path,
+) -> anyhow::Result<Box<dyn requestlog::Sink>> {
+    Ok(Box::new(local::requestlog::SqliteSink::open(path).await?))
+}
+
 /// The Kinesis role: ordered records in shards chosen by partition key.
 #[async_trait]
 pub trait Stream: Send + Sync {

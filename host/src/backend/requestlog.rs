@@ -6,6 +6,8 @@
 
 use async_trait::async_trait;
 
+use super::BackendError;
+
 /// One request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -21,5 +23,5 @@ pub struct Entry {
 /// A place the request log's writer inserts batches into.
 #[async_trait]
 pub trait Sink: Send {
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), String>;
+    async fn write(&mut self, batch: &[Entry]) -> Result<(), BackendError>;
 }

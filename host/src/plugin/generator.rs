@@ -2,26 +2,12 @@
 //! `0.1.0` generator's records are converted by `legacy.rs`; the version is
 //! dispatched here, once per call.
 
-use super::PluginKind;
 use super::batch::{GeneratedBatch, Tick};
-use super::bindings::exports::pipehost::plugin::generator;
-use super::bindings_v0_1::exports::pipehost::plugin::generator as generator_v0_1;
 use super::error::{GUEST_ERROR_BYTES, PluginError};
 use super::guest_log::guest_text;
 use super::instance::{PluginInstance, check_output};
 use super::legacy;
-use super::role::Plugin;
-use super::role::{Role, Versioned, bind_role};
-
-/// The generator role (`generator-plugin`).
-#[derive(Debug, Clone, Copy)]
-pub struct Generator;
-
-impl Role for Generator {
-    const KIND: PluginKind = PluginKind::Generator;
-}
-
-bind_role!(Generator, generator, generator_v0_1);
+use super::role::{Generator, Plugin, Versioned};
 
 /// A loaded generator.
 pub type GeneratorPlugin = Plugin<Generator>;

@@ -67,15 +67,15 @@ pub use batch::{
 pub use chain::{Chain, Rejected, Stage};
 pub use engine::{EPOCH_TICK, EngineSettings, PluginEngine, default_cache_dir};
 pub use error::PluginError;
-pub use generator::{Generator, GeneratorInstance, GeneratorPlugin};
+pub use generator::{GeneratorInstance, GeneratorPlugin};
 pub use guest_log::LogLimits;
 pub use instance::{InstanceStats, PluginInstance};
 pub use load::{
     CONTRACT_VERSION, CONTRACT_VERSIONS, Inspection, PACKAGE, content_hash, supported_contract,
 };
-pub use parser::{Parser, ParserInstance, ParserPlugin};
-pub use role::{AnyPlugin, Plugin, PluginInfo, Role};
-pub use transform::{Transform, TransformInstance, TransformPlugin};
+pub use parser::{ParserInstance, ParserPlugin};
+pub use role::{AnyPlugin, Generator, Parser, Plugin, PluginInfo, Role, Transform};
+pub use transform::{TransformInstance, TransformPlugin};
 
 /// The three plugin roles, one world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

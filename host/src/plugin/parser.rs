@@ -2,25 +2,11 @@
 //! the events in columns. A `0.1.0` parser's records and results are
 //! converted by `legacy.rs`; the version is dispatched here, once per call.
 
-use super::PluginKind;
 use super::batch::{Event, EventBatch, Parsed, RawBatch, RawRecord};
-use super::bindings::exports::pipehost::plugin::parser;
-use super::bindings_v0_1::exports::pipehost::plugin::parser as parser_v0_1;
 use super::error::PluginError;
 use super::instance::{PluginInstance, check_columns, check_output};
 use super::legacy;
-use super::role::Plugin;
-use super::role::{Role, Versioned, bind_role};
-
-/// The parser role (`parser-plugin`).
-#[derive(Debug, Clone, Copy)]
-pub struct Parser;
-
-impl Role for Parser {
-    const KIND: PluginKind = PluginKind::Parser;
-}
-
-bind_role!(Parser, parser, parser_v0_1);
+use super::role::{Parser, Plugin, Versioned};
 
 /// A loaded parser.
 pub type ParserPlugin = Plugin<Parser>;

@@ -3,10 +3,12 @@
 //! [`PluginInstance<Parser>`](super::PluginInstance), which has
 //! `parse_batch` and nothing else a generator or transform has.
 //!
-//! Each role lives in its own file (`parser.rs`, `transform.rs`,
-//! `generator.rs`): its marker type, how its export is bound at each
-//! contract version, and its calls — the one place where the contract
-//! version is dispatched on, once per call. The machinery every call shares
+//! The marker types and how each role's export is bound at each contract
+//! version are here; each role's calls are in its own file (`parser.rs`,
+//! `transform.rs`, `generator.rs`) — the one place where the contract
+//! version is dispatched on, once per call. (The markers live here, not in
+//! the role files, so that [`AnyPlugin`] can name them without this module
+//! and the role files importing each other.) The machinery every call shares
 //! (deadline, memory cap, replacement, quarantine, recycling) is
 //! `instance.rs`, generic over the role.
 //!
@@ -31,10 +33,14 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+use super::bindings::exports::pipehost::plugin::{generator, parser, transformer};
+use super::bindings_v0_1::exports::pipehost::plugin::{
+    generator as generator_v0_1, parser as parser_v0_1, transformer as transformer_v0_1,
+};
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::state::HostState;
-use super::{Generator, Parser, PluginKind, PluginSettings, Transform};
+use super::{PluginKind, PluginSettings};
 
 /// A plugin role: [`Parser`](super::Parser),
 /// [`Transform`](super::Transform) or [`Generator`](super::Generator).
@@ -148,7 +154,34 @@ macro_rules! bind_role {
         }
     };
 }
-pub(crate) use bind_role;
+
+/// The generator role (`generator-plugin`): its calls are in `generator.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Generator;
+
+/// The parser role (`parser-plugin`): its calls are in `parser.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Parser;
+
+/// The transform role (`transform-plugin`): its calls are in `transform.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Transform;
+
+impl Role for Generator {
+    const KIND: PluginKind = PluginKind::Generator;
+}
+
+impl Role for Parser {
+    const KIND: PluginKind = PluginKind::Parser;
+}
+
+impl Role for Transform {
+    const KIND: PluginKind = PluginKind::Transform;
+}
+
+bind_role!(Generator, generator, generator_v0_1);
+bind_role!(Parser, parser, parser_v0_1);
+bind_role!(Transform, transformer, transformer_v0_1);
 
 /// A compiled, checked and linked plugin of the role `R`: a
 /// [`Plugin<Parser>`] can only make parser instances. Cheap to clone.

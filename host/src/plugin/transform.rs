@@ -3,25 +3,11 @@
 //! as they are. A `0.1.0` transform's events and outcomes are converted by
 //! `legacy.rs`; the version is dispatched here, once per call.
 
-use super::PluginKind;
 use super::batch::{Event, EventBatch, Outcome, Transformed};
-use super::bindings::exports::pipehost::plugin::transformer;
-use super::bindings_v0_1::exports::pipehost::plugin::transformer as transformer_v0_1;
 use super::error::PluginError;
 use super::instance::{PluginInstance, check_columns, check_output};
 use super::legacy;
-use super::role::Plugin;
-use super::role::{Role, Versioned, bind_role};
-
-/// The transform role (`transform-plugin`).
-#[derive(Debug, Clone, Copy)]
-pub struct Transform;
-
-impl Role for Transform {
-    const KIND: PluginKind = PluginKind::Transform;
-}
-
-bind_role!(Transform, transformer, transformer_v0_1);
+use super::role::{Plugin, Transform, Versioned};
 
 /// A loaded transform.
 pub type TransformPlugin = Plugin<Transform>;

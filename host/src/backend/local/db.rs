@@ -106,7 +106,7 @@ pub struct Db {
 /// corrupt database, a constraint violated, a value too big, a misuse —
 /// cannot. An error of rusqlite's own (a column of the wrong type, a row
 /// missing) means state pipehost did not write: permanent.
-fn sql_err(e: rusqlite::Error) -> BackendError {
+pub(super) fn sql_err(e: rusqlite::Error) -> BackendError {
     use rusqlite::ErrorCode::{
         ApiMisuse, AuthorizationForStatementDenied, ConstraintViolation, DatabaseCorrupt,
         NotADatabase, ParameterOutOfRange, TooBig, TypeMismatch,

@@ -7,7 +7,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
+use crate::backend::BackendError;
 use crate::backend::requestlog::{Entry, Sink};
+
+/// The service a write error names.
+const SERVICE: &str = "sqlite";
 
 /// Versioned migrations, applied in order; never edit a released one.
 pub const MIGRATIONS: &[&str] = &["CREATE TABLE request_log (
@@ -79,7 +83,7 @@ impl SqliteSink {
 
 #[async_trait]
 impl Sink for SqliteSink {
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), String> {
+    async fn write(&mut self, batch: &[Entry]) -> Result<(), BackendError> {
         let conn = self.conn.clone();
         let batch = batch.to_vec();
         tokio::task::spawn_blocking(move || {
@@ -105,8 +109,8 @@ impl Sink for SqliteSink {
             tx.commit()
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("sqlite: {e}"))
+        .map_err(|e| BackendError::join(SERVICE, e))?
+        .map_err(super::db::sql_err)
     }
 }
 

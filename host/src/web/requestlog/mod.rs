@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::backend::local::requestlog::SqliteSink;
+use crate::backend::open_sqlite_request_log;
 pub use crate::backend::requestlog::Entry;
 use crate::backend::requestlog::Sink;
 use crate::plan::RequestLogPlan;
@@ -102,7 +102,7 @@ pub async fn open(
     };
     let sink: Box<dyn Sink> = match &plan {
         RequestLogPlan::Off => return Ok((RequestLog::default(), None)),
-        RequestLogPlan::Sqlite(path) => Box::new(SqliteSink::open(path).await?),
+        RequestLogPlan::Sqlite(path) => open_sqlite_request_log(path).await?,
         RequestLogPlan::Postgres(url) => Box::new(postgres::PgSink::connect(url, ca_file).await?),
         RequestLogPlan::FromEnv { .. } => unreachable!("resolved above"),
     };
@@ -154,7 +154,7 @@ async fn write_loop(
                 }
             }
         }
-        *last_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err();
+        *last_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err().map(|e| e.to_string());
     }
 }
 

@@ -22,7 +22,11 @@ use tokio_postgres::{Client, Config};
 
 use super::pgtls::{MakeRustls, client_config};
 use super::{Entry, redact};
+use crate::backend::BackendError;
 use crate::backend::requestlog::Sink;
+
+/// The service a write error names.
+const SERVICE: &str = "postgres";
 
 /// Versioned migrations, applied in order; never edit a released one.
 pub const MIGRATIONS: &[&str] = &["CREATE TABLE request_log (
@@ -197,10 +201,13 @@ impl PgSink {
 
 #[async_trait]
 impl Sink for PgSink {
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), String> {
+    async fn write(&mut self, batch: &[Entry]) -> Result<(), BackendError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = None;
-            self.client = Some(connect(&self.url, &self.config, &self.tls).await?.0);
+            let (client, _) = connect(&self.url, &self.config, &self.tls)
+                .await
+                .map_err(|e| BackendError::retryable(SERVICE, e))?;
+            self.client = Some(client);
         }
         let client = self.client.as_ref().expect("connected above");
         // One multi-row INSERT: 7 parameters a row, far below the 65535 cap.
@@ -248,7 +255,7 @@ impl Sink for PgSink {
             .execute(sql.as_str(), &params)
             .await
             .map(|_| ())
-            .map_err(|e| format!("postgres {}: {e}", redact(&self.url)))
+            .map_err(|e| BackendError::retryable(SERVICE, format!("{}: {e}", redact(&self.url))))
     }
 }
 
