@@ -25,8 +25,19 @@ fn max_instances(plan: &Plan, stages: Stages) -> u32 {
 
 /// A plugin cache on an engine sized for `stages`.
 pub(super) fn cache_for(plan: &Plan, stages: Stages) -> anyhow::Result<PluginCache> {
+    cache_of(max_instances(plan, stages))
+}
+
+/// A plugin cache for `pipehost lambda`, which runs one set of instances
+/// (an invocation at a time): per plugin, that instance and its
+/// replacement after a trap, plus the load-time checks.
+pub(super) fn cache_for_lambda(plan: &Plan) -> anyhow::Result<PluginCache> {
+    cache_of(plan.plugins().count() as u32 * 2 + 8)
+}
+
+fn cache_of(max_instances: u32) -> anyhow::Result<PluginCache> {
     let engine = PluginEngine::new(EngineSettings {
-        max_instances: max_instances(plan, stages),
+        max_instances,
         ..EngineSettings::default()
     })?;
     Ok(PluginCache::new(engine))

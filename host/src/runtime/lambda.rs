@@ -25,12 +25,10 @@ use tokio::sync::Mutex;
 use super::chains::Chains;
 use super::process::{FeedPlugins, Layout, process};
 use super::processor::{BatchError, GaveUp, StepError};
-use super::reload::PluginCache;
 use super::{blocking, processor, reload};
 use crate::backend::aws::lambda::{Invocation, QueueMessage};
 use crate::backend::{self, Backend};
 use crate::plan::Plan;
-use crate::plugin::{EngineSettings, PluginEngine};
 use crate::telemetry::stats::Stats;
 use crate::wire::message::BatchMessage;
 
@@ -149,12 +147,7 @@ impl Function {
 /// checked the environment (`backend::aws::lambda::check_environment`).
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<()> {
     crate::telemetry::metrics::handle();
-    let plugin_count = plan.plugins().count() as u32;
-    let engine = PluginEngine::new(EngineSettings {
-        max_instances: plugin_count * 2 + 8,
-        ..EngineSettings::default()
-    })?;
-    let mut cache = PluginCache::new(engine);
+    let mut cache = super::engine::cache_for_lambda(&plan)?;
     let chains =
         blocking(|| reload::build_chains(&mut cache, &plan)).context("loading the plugins")?;
     let chains = Chains {
