@@ -275,15 +275,8 @@ fn slow_clients_do_not_hold_up_shutdown() {
     }
 
     // SIGTERM with every slow client still connected: a prompt, clean exit.
-    let pid = server.proc.child.id().to_string();
     let started = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::util::signal(&server.proc.child, "TERM");
     let child = &mut server.proc.child;
     let ended = wait_for(Duration::from_secs(40), || {
         child.try_wait().unwrap().is_some()

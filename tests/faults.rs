@@ -352,21 +352,7 @@ transforms = [{ plugin = "hostile" }]
 }
 
 fn local_backend_one_shard(state: &Path) -> pipehost::backend::Backend {
-    use pipehost::backend::local::{LocalBackend, Names};
-    let names = Names {
-        stream: "e2e".into(),
-        shards: 1,
-        queue: "e2e-batches".into(),
-        dead_letter: "e2e-batches-dlq".into(),
-        visibility: Duration::from_secs(1),
-        max_receives: 3,
-        bucket: "e2e".into(),
-        topic: "e2e-objects".into(),
-        subscribers: vec!["e2e-object-events".into()],
-    };
-    LocalBackend::open(state, pipehost::plan::SyncMode::Normal, &names)
-        .unwrap()
-        .backend()
+    crate::pipeline::local_backend_of(state, 1)
 }
 
 /// A dataset name from a plugin that cannot name an object (`..`) sends

@@ -93,9 +93,14 @@ data_dir = "state"
 /// The local backend of a pipeline [`write_pipeline_with`] wrote, opened
 /// directly (to inject records or messages a run will meet).
 pub(crate) fn local_backend(state: &Path) -> pipehost::backend::Backend {
+    local_backend_of(state, 3)
+}
+
+/// [`local_backend`] for a pipeline whose stream has `shards` shards.
+pub(crate) fn local_backend_of(state: &Path, shards: u32) -> pipehost::backend::Backend {
     let names = Names {
         stream: "e2e".into(),
-        shards: 3,
+        shards,
         queue: "e2e-batches".into(),
         dead_letter: "e2e-batches-dlq".into(),
         visibility: Duration::from_secs(1),
@@ -728,14 +733,7 @@ fn sigterm_drains_in_flight_batches_and_a_restart_finishes_the_job() {
         count_or_zero(&state, "SELECT COUNT(*) FROM notifications") >= 3,
         "the pipeline got going"
     );
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::util::signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "a graceful exit: {status:?}");
     let mut stdout = String::new();

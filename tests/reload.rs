@@ -3,7 +3,6 @@
 //! version keeps serving; live config edits apply, others are refused.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -487,14 +486,7 @@ fn the_admin_api_and_sighup_trigger_reloads_and_metrics_count_them() {
     let v2 = variant(&original, 8);
     let landed = now_ms();
     replace(&path, &v2);
-    let pid = run.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::util::signal(&run.child, "HUP");
     assert!(
         wait_for(Duration::from_secs(60), || served_since(
             &state,

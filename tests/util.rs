@@ -173,14 +173,7 @@ impl Spawned {
 
     /// SIGTERM, then what the process left: its output and its stderr log.
     pub fn terminate(mut self) -> (Output, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        signal(&self.child, "TERM");
         let mut stdout = Vec::new();
         if let Some(mut pipe) = self.child.stdout.take() {
             std::io::Read::read_to_end(&mut pipe, &mut stdout).unwrap();
@@ -194,6 +187,17 @@ impl Spawned {
         };
         (out, log)
     }
+}
+
+/// Sends the signal `name` (`TERM`, `HUP`, …) to `child`, asserting that
+/// it was delivered.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args([format!("-{name}").as_str(), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}: {sent}");
 }
 
 /// A test that fails (panics) before stopping its process must not leave

@@ -134,7 +134,10 @@ fn aws_and_sqlite_crates_outside_their_backend_fail() {
 fn wasmtime_outside_plugin_fails() {
     let tree = fake(&[
         ("plugin/engine.rs", "use wasmtime::{Config, Engine};"),
-        ("runtime/engine.rs", "fn f() { wasmtime::Engine::default(); }"),
+        (
+            "runtime/engine.rs",
+            "fn f() { wasmtime::Engine::default(); }",
+        ),
         ("lambda.rs", "use wasmtime_wasi::p2::WasiCtx;"),
     ]);
     assert_eq!(
@@ -157,11 +160,23 @@ fn a_backend_named_outside_backend_and_cli_fails() {
         ),
         ("backend/local/mod.rs", "pub struct LocalBackend;"),
         ("runtime/run.rs", "use crate::backend::local::LocalBackend;"),
-        ("web/logs.rs", "fn f() { crate::backend::Embedded::open(); }"),
+        (
+            "web/logs.rs",
+            "fn f() { crate::backend::Embedded::open(); }",
+        ),
         ("web/tests.rs", "use crate::backend::local::LocalBackend;"),
-        ("runtime/pipeline.rs", "mod tests { use crate::backend::local::Names; }"),
-        ("runtime/lambda.rs", "use crate::backend::aws::lambda::serve;"),
-        ("cli/run.rs", "fn f() { crate::backend::aws::lambda::check_environment(); }"),
+        (
+            "runtime/pipeline.rs",
+            "mod tests { use crate::backend::local::Names; }",
+        ),
+        (
+            "runtime/lambda.rs",
+            "use crate::backend::aws::lambda::serve;",
+        ),
+        (
+            "cli/run.rs",
+            "fn f() { crate::backend::aws::lambda::check_environment(); }",
+        ),
     ]);
     assert_eq!(
         backends_named_outside(&tree, &[("runtime/lambda.rs", "backend::aws::lambda")]),

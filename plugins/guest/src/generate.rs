@@ -27,6 +27,30 @@ pub fn check_rate(key: &str, rate: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// A generator's list of names under `key` (`pairs`, `symbols`): the
+/// configured list, or `default` when the key is absent; refused when empty
+/// or when a name fails `valid` (the error says it is not `like`, e.g.
+/// "a ticker like AAPL").
+pub fn name_list(
+    key: &str,
+    configured: Option<Vec<String>>,
+    default: &[&str],
+    valid: fn(&str) -> bool,
+    like: &str,
+) -> Result<Vec<String>, String> {
+    let names = configured.unwrap_or_else(|| default.iter().map(|n| n.to_string()).collect());
+    if names.is_empty() {
+        return Err(crate::config::key_error(key, "must not be empty"));
+    }
+    if let Some(bad) = names.iter().find(|n| !valid(n)) {
+        return Err(crate::config::key_error(
+            key,
+            format_args!("{bad:?} is not {like}"),
+        ));
+    }
+    Ok(names)
+}
+
 /// Which of `len` configured items record `index` of tick `number` (of
 /// `count` records) is about: the items are cycled through across ticks, so
 /// small ticks still cover every item over time.
@@ -90,6 +114,24 @@ mod tests {
             let err = check_rate("malformed_rate", bad).unwrap_err();
             assert!(err.contains("key `malformed_rate`"), "{err}");
         }
+    }
+
+    #[test]
+    fn name_lists_default_and_refuse_empty_or_invalid_names() {
+        let upper = |n: &str| n.chars().all(|c| c.is_ascii_uppercase());
+        let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            name_list("symbols", None, &["A", "B"], upper, "a ticker").unwrap(),
+            ["A", "B"]
+        );
+        assert_eq!(
+            name_list("symbols", list(&["C"]), &["A"], upper, "a ticker").unwrap(),
+            ["C"]
+        );
+        let empty = name_list("symbols", list(&[]), &["A"], upper, "a ticker").unwrap_err();
+        assert_eq!(empty, "invalid config: key `symbols`: must not be empty");
+        let bad = name_list("pairs", list(&["A", "b"]), &["A"], upper, "a pair").unwrap_err();
+        assert_eq!(bad, "invalid config: key `pairs`: \"b\" is not a pair");
     }
 
     #[test]

@@ -14,8 +14,7 @@
 //! slash, a timestamp that is not RFC 3339.
 
 use crate::{Generated, Tick};
-use pipehost_guest::config::key_error;
-use pipehost_guest::generate::{check_rate, cycle_index, fixed_decimal, to_units, wave};
+use pipehost_guest::generate::{check_rate, cycle_index, fixed_decimal, name_list, to_units, wave};
 use pipehost_guest::names::is_currency_pair;
 use pipehost_guest::rng::{fnv1a64, record_rng};
 use pipehost_guest::time::format_rfc3339_ms;
@@ -72,19 +71,13 @@ impl Plugin for Generator {
     /// Builds the generator from a decoded configuration.
     fn new(config: Config) -> Result<Self, String> {
         check_rate("malformed_rate", config.malformed_rate)?;
-        let names = match config.pairs {
-            Some(pairs) => pairs,
-            None => DEFAULT_PAIRS.iter().map(|p| p.to_string()).collect(),
-        };
-        if names.is_empty() {
-            return Err(key_error("pairs", "must not be empty"));
-        }
-        if let Some(bad) = names.iter().find(|p| !is_currency_pair(p)) {
-            return Err(key_error(
-                "pairs",
-                format_args!("{bad:?} is not a currency pair like EUR/USD"),
-            ));
-        }
+        let names = name_list(
+            "pairs",
+            config.pairs,
+            &DEFAULT_PAIRS,
+            is_currency_pair,
+            "a currency pair like EUR/USD",
+        )?;
         let pairs = names
             .into_iter()
             .map(|name| {

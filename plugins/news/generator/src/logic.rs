@@ -14,8 +14,7 @@
 //! `source`, a timestamp that is not RFC 3339.
 
 use crate::{Generated, Tick};
-use pipehost_guest::config::key_error;
-use pipehost_guest::generate::{check_rate, cycle_index};
+use pipehost_guest::generate::{check_rate, cycle_index, name_list};
 use pipehost_guest::names::is_ticker;
 use pipehost_guest::rng::{SplitMix64, record_rng};
 use pipehost_guest::time::format_rfc3339_ms;
@@ -135,19 +134,13 @@ impl Plugin for Generator {
     /// Builds the generator from a decoded configuration.
     fn new(config: Config) -> Result<Self, String> {
         check_rate("malformed_rate", config.malformed_rate)?;
-        let names = match config.symbols {
-            Some(symbols) => symbols,
-            None => DEFAULT_SYMBOLS.iter().map(|s| s.to_string()).collect(),
-        };
-        if names.is_empty() {
-            return Err(key_error("symbols", "must not be empty"));
-        }
-        if let Some(bad) = names.iter().find(|s| !is_ticker(s)) {
-            return Err(key_error(
-                "symbols",
-                format_args!("{bad:?} is not a ticker like AAPL"),
-            ));
-        }
+        let names = name_list(
+            "symbols",
+            config.symbols,
+            &DEFAULT_SYMBOLS,
+            is_ticker,
+            "a ticker like AAPL",
+        )?;
         let symbols = names
             .into_iter()
             .map(|ticker| {
