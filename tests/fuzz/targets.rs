@@ -69,7 +69,7 @@ pub(super) fn message_target(data: &[u8]) -> Result<String, String> {
             }
         }
         check(
-            BatchMessage::decode(&m.encode()).as_ref() == Ok(m),
+            BatchMessage::decode(&m.encode()).is_ok_and(|back| back == *m),
             "decode(encode(decoded)) differs",
         )?;
     }
@@ -108,10 +108,10 @@ pub(super) fn message_target(data: &[u8]) -> Result<String, String> {
         last_seq: records[records.len() - 1].seq.clone(),
         records,
     };
-    let back = BatchMessage::decode(&m.encode())?;
+    let back = BatchMessage::decode(&m.encode()).map_err(|e| e.to_string())?;
     check(back == m, "decode(encode(message)) != message")?;
     for (r, lines) in back.records.iter().zip(&sent) {
-        if let Some(subs) = r.unpack()? {
+        if let Some(subs) = r.unpack().map_err(|e| e.to_string())? {
             let got: Vec<Vec<u8>> = subs.iter().map(|s| s.bytes().unwrap()).collect();
             check(&got == lines, "unpacked lines differ from the packed ones")?;
         }

@@ -106,7 +106,8 @@ impl Function {
                 why: GaveUp::NotRetried,
                 source,
             })?;
-        let msg = BatchMessage::decode(&body).map_err(BatchError::Undecodable)?;
+        let msg =
+            BatchMessage::decode(&body).map_err(|e| BatchError::Undecodable(e.to_string()))?;
         let mut batch = {
             let mut guard = self.feeds.lock().await;
             let mut feeds = match guard.take() {

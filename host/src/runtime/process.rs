@@ -374,8 +374,14 @@ impl<'m> Batch<'m> {
                     self.out.records_in += r
                         .bytes()
                         .map_or(1, |b| crate::wire::aggregate::lines_in(&b));
-                    self.errors
-                        .push(error_line(msg, r, "unpack", &reason, None, None));
+                    self.errors.push(error_line(
+                        msg,
+                        r,
+                        "unpack",
+                        &reason.to_string(),
+                        None,
+                        None,
+                    ));
                 }
             }
         }
@@ -424,8 +430,14 @@ impl<'m> Batch<'m> {
                     raw_index.push(i);
                 }
                 Err(reason) => {
-                    self.errors
-                        .push(error_line(self.msg, r, "decode", &reason, None, None));
+                    self.errors.push(error_line(
+                        self.msg,
+                        r,
+                        "decode",
+                        &reason.to_string(),
+                        None,
+                        None,
+                    ));
                 }
             }
         }

@@ -224,7 +224,8 @@ async fn handle(
     instances: &mut Instances,
     held: &Held,
 ) -> Result<(), BatchError> {
-    let msg = BatchMessage::decode(&held.received.body).map_err(BatchError::Undecodable)?;
+    let msg = BatchMessage::decode(&held.received.body)
+        .map_err(|e| BatchError::Undecodable(e.to_string()))?;
     let mut f = instances
         .feeds
         .take()

@@ -74,16 +74,20 @@ impl MessageRecord {
     }
 
     /// The payload bytes.
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn bytes(&self) -> Result<Vec<u8>, RecordError> {
         match (&self.data, &self.b64) {
             (Some(s), None) => Ok(s.as_bytes().to_vec()),
-            (None, Some(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| format!("record {}: bad base64: {e}", self.seq)),
-            _ => Err(format!(
-                "record {}: needs exactly one of `data` or `b64`",
-                self.seq
-            )),
+            (None, Some(b)) => {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|source| RecordError::Base64 {
+                        seq: self.seq.clone(),
+                        source,
+                    })
+            }
+            _ => Err(RecordError::Payload {
+                seq: self.seq.clone(),
+            }),
         }
     }
 
@@ -95,7 +99,7 @@ impl MessageRecord {
     /// lines or [`aggregate::MAX_KEY_BYTES`] of key (an older version
     /// wrote it), is an error naming the record: it goes to the error
     /// prefix whole.
-    pub fn unpack(&self) -> Result<Option<Vec<MessageRecord>>, String> {
+    pub fn unpack(&self) -> Result<Option<Vec<MessageRecord>>, RecordError> {
         if self.data.is_some() {
             return Ok(None);
         }
@@ -110,22 +114,21 @@ impl MessageRecord {
         // Checked before decoding: the line count is read from the header.
         let claimed = aggregate::lines_in(&bytes);
         if claimed > aggregate::MAX_LINES {
-            return Err(format!(
-                "record {}: aggregated record of {claimed} lines; this host unpacks at most {}",
-                self.seq,
-                aggregate::MAX_LINES
-            ));
+            return Err(RecordError::TooManyLines {
+                seq: self.seq.clone(),
+                claimed,
+            });
         }
         if self.key.len() > aggregate::MAX_KEY_BYTES {
-            return Err(format!(
-                "record {}: aggregated record under a partition key of {} bytes; \
-                 this host unpacks none under a key longer than {} bytes",
-                self.seq,
-                self.key.len(),
-                aggregate::MAX_KEY_BYTES
-            ));
+            return Err(RecordError::KeyTooLong {
+                seq: self.seq.clone(),
+                bytes: self.key.len(),
+            });
         }
-        let lines = aggregate::decode(&bytes).map_err(|e| format!("record {}: {e}", self.seq))?;
+        let lines = aggregate::decode(&bytes).map_err(|source| RecordError::Aggregate {
+            seq: self.seq.clone(),
+            source,
+        })?;
         Ok(Some(
             lines
                 .into_iter()
@@ -174,20 +177,58 @@ impl BatchMessage {
         serde_json::to_string(self).expect("a batch message serializes")
     }
 
-    pub fn decode(body: &str) -> Result<Self, String> {
-        let m: BatchMessage =
-            serde_json::from_str(body).map_err(|e| format!("not a pipehost batch message: {e}"))?;
+    pub fn decode(body: &str) -> Result<Self, MessageError> {
+        let m: BatchMessage = serde_json::from_str(body).map_err(MessageError::Json)?;
         if m.v != VERSION {
-            return Err(format!(
-                "batch message version {} (this host reads {VERSION})",
-                m.v
-            ));
+            return Err(MessageError::Version(m.v));
         }
         if m.records.is_empty() {
-            return Err("batch message has no records".into());
+            return Err(MessageError::NoRecords);
         }
         Ok(m)
     }
+}
+
+/// Why a queue message is not a batch this host reads.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("not a pipehost batch message: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("batch message version {0} (this host reads {VERSION})")]
+    Version(u32),
+    #[error("batch message has no records")]
+    NoRecords,
+}
+
+/// Why one record of a batch message cannot be read or unpacked; each
+/// names the record's sequence.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record {seq}: bad base64: {source}")]
+    Base64 {
+        seq: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("record {seq}: needs exactly one of `data` or `b64`")]
+    Payload { seq: String },
+    #[error(
+        "record {seq}: aggregated record of {claimed} lines; this host unpacks at most {max}",
+        max = aggregate::MAX_LINES
+    )]
+    TooManyLines { seq: String, claimed: usize },
+    #[error(
+        "record {seq}: aggregated record under a partition key of {bytes} bytes; \
+         this host unpacks none under a key longer than {max} bytes",
+        max = aggregate::MAX_KEY_BYTES
+    )]
+    KeyTooLong { seq: String, bytes: usize },
+    #[error("record {seq}: {source}")]
+    Aggregate {
+        seq: String,
+        #[source]
+        source: aggregate::AggregateError,
+    },
 }
 
 #[cfg(test)]
@@ -272,12 +313,13 @@ mod tests {
         );
         many.b64 = Some(base64::engine::general_purpose::STANDARD.encode(&big));
         let e = many.unpack().unwrap_err();
+        assert!(matches!(e, RecordError::TooManyLines { claimed: 65537, .. }));
         assert_eq!(
-            e,
+            e.to_string(),
             "record 7: aggregated record of 65537 lines; this host unpacks at most 65536"
         );
         let long_key = format!("forex:{}", "k".repeat(300));
-        let e = aggregate_record(3, &long_key).unpack().unwrap_err();
+        let e = aggregate_record(3, &long_key).unpack().unwrap_err().to_string();
         assert!(e.contains("partition key of 306 bytes"), "{e}");
         assert!(e.contains("longer than 256 bytes"), "{e}");
     }
@@ -327,12 +369,12 @@ mod tests {
             data: b"plain".to_vec(),
             ..stored.clone()
         });
-        assert_eq!(plain.unpack(), Ok(None));
+        assert_eq!(plain.unpack().unwrap(), None);
         let binary = MessageRecord::from_stored(&StoredRecord {
             data: vec![0xff, 0],
             ..stored.clone()
         });
-        assert_eq!(binary.unpack(), Ok(None));
+        assert_eq!(binary.unpack().unwrap(), None);
         // A corrupt aggregate names the record and what is wrong.
         let mut bad = stored.data.clone();
         bad.truncate(bad.len() - 1);
@@ -340,7 +382,7 @@ mod tests {
             data: bad,
             ..stored
         });
-        let e = bad.unpack().unwrap_err();
+        let e = bad.unpack().unwrap_err().to_string();
         assert!(
             e.starts_with("record 00000000000000000042: aggregated record is corrupt: checksum"),
             "{e}"
