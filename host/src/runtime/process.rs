@@ -160,7 +160,7 @@ fn error_line(
     msg: &BatchMessage,
     r: &MessageRecord,
     stage: &str,
-    reason: &str,
+    reason: &dyn std::fmt::Display,
     plugin: Option<&PluginInfo>,
     event: Option<&Event>,
 ) -> ErrorLine {
@@ -168,7 +168,7 @@ fn error_line(
     let (data_key, data) = original(r);
     let mut obj = json!({
         "stage": stage,
-        "reason": reason,
+        "reason": reason.to_string(),
         "plugin": plugin.map(|p| p.name().to_string()),
         "plugin_version": plugin.map(|p| p.version()),
         "feed": feed,
@@ -374,14 +374,8 @@ impl<'m> Batch<'m> {
                     self.out.records_in += r
                         .bytes()
                         .map_or(1, |b| crate::wire::aggregate::lines_in(&b));
-                    self.errors.push(error_line(
-                        msg,
-                        r,
-                        "unpack",
-                        &reason.to_string(),
-                        None,
-                        None,
-                    ));
+                    self.errors
+                        .push(error_line(msg, r, "unpack", &reason, None, None));
                 }
             }
         }
@@ -430,14 +424,8 @@ impl<'m> Batch<'m> {
                     raw_index.push(i);
                 }
                 Err(reason) => {
-                    self.errors.push(error_line(
-                        self.msg,
-                        r,
-                        "decode",
-                        &reason.to_string(),
-                        None,
-                        None,
-                    ));
+                    self.errors
+                        .push(error_line(self.msg, r, "decode", &reason, None, None));
                 }
             }
         }

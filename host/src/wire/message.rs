@@ -313,13 +313,19 @@ mod tests {
         );
         many.b64 = Some(base64::engine::general_purpose::STANDARD.encode(&big));
         let e = many.unpack().unwrap_err();
-        assert!(matches!(e, RecordError::TooManyLines { claimed: 65537, .. }));
+        assert!(matches!(
+            e,
+            RecordError::TooManyLines { claimed: 65537, .. }
+        ));
         assert_eq!(
             e.to_string(),
             "record 7: aggregated record of 65537 lines; this host unpacks at most 65536"
         );
         let long_key = format!("forex:{}", "k".repeat(300));
-        let e = aggregate_record(3, &long_key).unpack().unwrap_err().to_string();
+        let e = aggregate_record(3, &long_key)
+            .unpack()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("partition key of 306 bytes"), "{e}");
         assert!(e.contains("longer than 256 bytes"), "{e}");
     }
