@@ -351,6 +351,73 @@ transforms = [{ plugin = "hostile" }]
     );
 }
 
+/// Issue #14 item 1 in `pipehost run`: a transform that sleeps an hour in
+/// a blocking WASI call is stopped at its deadline on every receive, so its
+/// feed's records reach the dead-letter queue (instead of a worker hanging
+/// while the heartbeat keeps the message invisible forever), the deadline
+/// is reported, and the other feed's records in the same batch are stored.
+#[test]
+fn a_plugin_sleeping_in_a_wasi_call_dead_letters_its_feeds_records_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let feeds = r#"
+[feeds.stock]
+parser = { plugin = "stock_parser" }
+
+[feeds.sleepy]
+parser = { plugin = "stock_parser" }
+transforms = [{ plugin = "hostile", timeout = "300ms" }]
+"#;
+    let pipeline = write_pipeline_with(dir.path(), feeds, "");
+    let text_ = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, text_.replace("shards = 3", "shards = 1")).unwrap();
+    let mut records: Vec<StreamRecord> = (0..20)
+        .map(|i| StreamRecord {
+            partition_key: "stock:AAPL".into(),
+            data: format!("2026-11-23T08:00:{i:02}Z,AAPL,189.{i},300,187.50,NASDAQ").into_bytes(),
+        })
+        .collect();
+    // The hostile transform's mode is its first event's key: `sleep`.
+    records.insert(
+        3,
+        StreamRecord {
+            partition_key: "sleepy:SLEEP".into(),
+            data: b"2026-11-23T08:00:00Z,SLEEP,1.0,1,1.0,NYSE".to_vec(),
+        },
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = local_backend_one_shard(&state);
+        b.stream.put(records, None).await.unwrap();
+    });
+    let started = Instant::now();
+    let cmd = run_cmd(&pipeline, &["--max-records", "0"]);
+    let out = finish_within(start(cmd, dir.path()), dir.path(), Duration::from_secs(90));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the run drained in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("deadline"),
+        "the deadline is reported:\n{stderr}"
+    );
+    assert_eq!(count(&state, DLQ), 1, "{stdout}");
+    let rows: Vec<StreamRow> = stream_rows(&state)
+        .into_iter()
+        .filter(|r| r.key.starts_with("stock:"))
+        .collect();
+    let a = audit_records(&rows, &objects(&state), &|| stdout.clone());
+    assert_eq!((a.records, a.events), (20, 20), "{a:?}");
+    assert!(
+        !objects(&state).keys().any(|k| k.contains("sleepy")),
+        "no object for the sleeping feed"
+    );
+}
+
 fn local_backend_one_shard(state: &Path) -> pipehost::backend::Backend {
     crate::pipeline::local_backend_of(state, 1)
 }
