@@ -140,5 +140,153 @@ fn a_missing_plugin_fails_every_case_naming_the_file() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("no_such_plugin.wasm"), "{stdout}");
+    assert!(
+        stdout.contains("--plugin-dir") && stdout.contains("relative to the fixture file"),
+        "says where names are looked up and how to point elsewhere: {stdout}"
+    );
     assert_eq!(tally(&stdout), (0, 1));
+}
+
+const TRADE: &str = "2026-11-23T08:00:00Z,AAPL,189.23,300,187.50,NASDAQ";
+
+fn run_fixture(name: &str, body: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join(name);
+    std::fs::write(&fixture, body).unwrap();
+    let out = pipehost(&[
+        "test",
+        fixture.to_str().unwrap(),
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+    ]);
+    (out.status.code(), text(&out.stdout))
+}
+
+/// Issue #16: every differing record is shown (not only the first), and a
+/// value of another type is named as such.
+#[test]
+fn every_differing_record_is_shown_and_type_differences_are_named() {
+    let (code, stdout) = run_fixture(
+        "two-wrong.toml",
+        &format!(
+            r#"
+plugin = "stock_parser"
+world = "parser"
+
+[[case]]
+name = "two of three records wrong"
+input = [ {{ data = '{TRADE}' }}, {{ data = '{TRADE}' }}, {{ data = '{TRADE}' }} ]
+expect = [
+    {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, fields = {{ price = 1.0, volume = 300, prev_close = 187.5, exchange = "NASDAQ" }} }} ] }},
+    {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, fields = {{ price = 189.23, volume = 300, prev_close = 187.5, exchange = "NASDAQ" }} }} ] }},
+    {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, fields = {{ price = 189.23, volume = 300.0, prev_close = 187.5, exchange = "NASDAQ" }} }} ] }},
+]
+"#
+        ),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(tally(&stdout), (0, 1), "{stdout}");
+    assert!(stdout.contains("records 1, 3 differ"), "{stdout}");
+    assert!(stdout.contains("-    price = 1.0"), "{stdout}");
+    assert!(stdout.contains("-    volume = 300.0"), "{stdout}");
+    assert!(
+        stdout.contains("note: field `volume`: integer 300, expected float 300.0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("record 2"), "record 2 matches: {stdout}");
+}
+
+/// Issue #16: a case that cannot be read fails on its own, naming its line
+/// and key, while the file's other cases run.
+#[test]
+fn a_malformed_case_fails_alone_and_the_others_run() {
+    let (code, stdout) = run_fixture(
+        "one-bad.toml",
+        &format!(
+            r#"plugin = "stock_parser"
+world = "parser"
+
+[[case]]
+name = "good"
+input = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, fields = {{ price = 189.23, volume = 300, prev_close = 187.5, exchange = "NASDAQ" }} }} ] }} ]
+
+[[case]]
+name = "typo"
+inptu = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ error = "x" }} ]
+
+[[case]]
+name = "one expectation short"
+input = [ {{ data = '{TRADE}' }}, {{ data = '{TRADE}' }} ]
+expect = [ {{ error = "x" }} ]
+"#
+        ),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(tally(&stdout), (1, 2), "{stdout}");
+    assert!(
+        stdout.contains("ok   ") && stdout.contains(":: good"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(":: typo: the case cannot be read"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 11") && stdout.contains("inptu"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(":: one expectation short: the case cannot be read")
+            && stdout.contains("2 inputs but 1 expectations"),
+        "{stdout}"
+    );
+}
+
+/// Issue #16: `has` checks only the fields it names; a wrong one shows in
+/// the diff without the fields `has` ignores.
+#[test]
+fn has_checks_only_the_fields_it_names() {
+    let (code, stdout) = run_fixture(
+        "subset.toml",
+        &format!(
+            r#"
+plugin = "stock_parser"
+world = "parser"
+
+[[case]]
+name = "price only"
+input = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, has = {{ price = 189.23 }} }} ] }} ]
+
+[[case]]
+name = "wrong exchange"
+input = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, has = {{ exchange = "NYSE", venue = "X" }} }} ] }} ]
+
+[[case]]
+name = "both forms"
+input = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, has = {{ price = 1.0 }}, fields = {{ price = 1.0 }} }} ] }} ]
+"#
+        ),
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(tally(&stdout), (1, 2), "{stdout}");
+    assert!(
+        stdout.contains("ok   ") && stdout.contains(":: price only"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-    exchange = \"NYSE\""), "{stdout}");
+    assert!(stdout.contains("+    exchange = \"NASDAQ\""), "{stdout}");
+    assert!(stdout.contains("+    venue = (missing)"), "{stdout}");
+    assert!(
+        !stdout.contains("price = 189.23"),
+        "ignored fields stay out: {stdout}"
+    );
+    assert!(
+        stdout.contains("`fields` (exactly these) or `has`"),
+        "{stdout}"
+    );
 }
