@@ -290,3 +290,78 @@ expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_tim
         "{stdout}"
     );
 }
+
+/// Issue #16: `--accept` rewrites a failing case's `expect` from the
+/// plugin's answer, leaving the rest of the file as written; the file then
+/// passes as it is.
+#[test]
+fn accept_rewrites_failing_expectations_from_the_answers_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("accept.toml");
+    let original = format!(
+        r#"# a comment that stays
+plugin = "stock_parser"
+world = "parser"
+
+[[case]]
+name = "passes already" # stays too
+input = [ {{ data = '{TRADE}' }} ]
+expect = [ {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, has = {{ price = 189.23 }} }} ] }} ]
+
+[[case]]
+name = "a field added since"
+input = [ {{ data = '{TRADE}' }}, {{ data = 'not,a,trade' }} ]
+expect = [
+    # written before `exchange` existed
+    {{ events = [ {{ dataset = "stock", partition_key = "AAPL", event_time = 2026-11-23T08:00:00Z, fields = {{ price = 189.23 }} }} ] }},
+    {{ error = "no such reason" }},
+]
+"#
+    );
+    std::fs::write(&fixture, &original).unwrap();
+    let plugins = plugin_dir();
+    let run = |accept: bool| {
+        let mut args = vec![
+            "test",
+            fixture.to_str().unwrap(),
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+        ];
+        if accept {
+            args.push("--accept");
+        }
+        let out = pipehost(&args);
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, stdout) = run(true);
+    assert_eq!(code, Some(0), "every failure accepted: {stdout}");
+    assert!(stdout.contains("records 1, 2 differ"), "{stdout}");
+    assert!(stdout.contains("accepted 1 case(s)"), "{stdout}");
+    assert!(
+        stdout.contains("1 passed, 1 failed (1 accepted: expectations rewritten)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-    # written before `exchange` existed"),
+        "{stdout}"
+    );
+    let rewritten = std::fs::read_to_string(&fixture).unwrap();
+    assert!(
+        rewritten.starts_with("# a comment that stays\n"),
+        "{rewritten}"
+    );
+    assert!(rewritten.contains(r#"name = "passes already" # stays too"#));
+    assert!(
+        rewritten.contains(r#"has = { price = 189.23 }"#),
+        "{rewritten}"
+    );
+    assert!(rewritten.contains(r#"exchange = "NASDAQ""#), "{rewritten}");
+    assert!(!rewritten.contains("no such reason"), "{rewritten}");
+    let (code, stdout) = run(false);
+    assert_eq!(
+        code,
+        Some(0),
+        "the rewritten file passes:\n{stdout}\n{rewritten}"
+    );
+    assert_eq!(tally(&stdout), (2, 0), "{stdout}");
+}

@@ -222,6 +222,12 @@ pub struct TestArgs {
     /// Per-instance memory cap in MiB.
     #[arg(long, default_value_t = 64)]
     pub memory_mib: usize,
+
+    /// Rewrite each failing case's `expect` from what the plugin answered
+    /// (the rest of the file is left as written); the change is printed as
+    /// a diff to review.
+    #[arg(long, alias = "bless")]
+    pub accept: bool,
 }
 
 #[derive(Debug, Args)]

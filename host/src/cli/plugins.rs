@@ -19,6 +19,7 @@ pub(super) fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let opts = fixture::RunOptions {
         plugin_dir: args.plugin_dir,
         filter: args.filter,
+        accept: args.accept,
         settings: PluginSettings {
             timeout: Duration::from_millis(args.timeout_ms),
             memory_cap: args.memory_mib << 20,
