@@ -666,6 +666,23 @@ fn ls_and_cat_show_what_was_stored() {
     let first: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
     assert_eq!(first["dataset"], "stock");
     assert!(first["fields"]["pct_change"].is_number(), "{first}");
+
+    // The pipeline file given where the prefix goes: listed as nothing,
+    // and said why.
+    let mistaken = Command::new(env!("CARGO_BIN_EXE_pipehost"))
+        .arg("ls")
+        .arg(&pipeline)
+        .arg("-c")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(mistaken.status.success());
+    assert!(text(&mistaken.stdout).contains("0 objects"));
+    let said = text(&mistaken.stderr);
+    assert!(
+        said.contains("is a file here") && said.contains("takes a key prefix"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -201,6 +201,16 @@ fn a_transform_replaced_50_times_under_load_loses_and_doubles_nothing() {
             "swap {n} ({v}) never applied:\n{}",
             run.log()
         );
+        // A reload that applied is news, not a warning (issue #16), and
+        // the default log filter shows it.
+        assert!(
+            run.log()
+                .lines()
+                .filter(|l| l.contains("reloaded ("))
+                .all(|l| l.contains(" INFO ") && !l.contains(" WARN ")),
+            "{}",
+            run.log()
+        );
         assert!(
             wait_for(Duration::from_secs(60), || served_since(&state, v, landed)),
             "swap {n} ({v}) never served:\n{}",

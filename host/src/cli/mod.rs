@@ -19,8 +19,10 @@ pub use args::{
 };
 
 fn init_tracing(verbose: u8) {
+    // pipehost's own INFO lines (a reload applied, a rebuild, a feed
+    // started) by default; other crates only from WARN.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,pipehost=info",
         1 => "debug",
         _ => "trace",
     };

@@ -2,6 +2,7 @@
 //! dead-letter queue.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::args::{CatArgs, DlqAction, DlqArgs, LsArgs};
@@ -33,6 +34,13 @@ pub(super) async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     writeln!(out, "{} objects, {total} bytes", objects.len())?;
+    if objects.is_empty() && !args.prefix.is_empty() && Path::new(&args.prefix).is_file() {
+        eprintln!(
+            "warning: {:?} is a file here, and no key starts with it: `ls` takes a key \
+             prefix (e.g. `dataset=forex/`, `errors/`); the pipeline file is `-c {}`",
+            args.prefix, args.prefix
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

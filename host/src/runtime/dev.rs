@@ -100,7 +100,7 @@ async fn build(workspace: &Path, packages: &[String]) -> bool {
     for p in packages {
         cmd.args(["-p", p]);
     }
-    tracing::warn!("--dev: rebuilding {}", packages.join(", "));
+    tracing::info!("--dev: rebuilding {}", packages.join(", "));
     match cmd.output().await {
         Ok(out) if out.status.success() => true,
         Ok(out) => {
@@ -165,7 +165,7 @@ pub async fn run(
         watcher.watch(d, RecursiveMode::Recursive)?;
     }
     let names: Vec<&str> = crates.iter().map(|c| c.package.as_str()).collect();
-    tracing::warn!("--dev: watching the sources of {}", names.join(", "));
+    tracing::info!("--dev: watching the sources of {}", names.join(", "));
     let by_dir: HashMap<PathBuf, Vec<String>> = dirs
         .iter()
         .map(|d| {

@@ -66,7 +66,7 @@ impl ReloadOutcome {
             } => {
                 Stats::add(&stats.reloads, 1);
                 let msg = format!("reloaded ({why}): {changes}");
-                tracing::warn!(generation, "{msg}");
+                tracing::info!(generation, "{msg}");
                 stats.set_note(msg);
             }
             Self::Unchanged => tracing::debug!("reload ({why}): nothing changed"),
