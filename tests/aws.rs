@@ -421,7 +421,7 @@ async fn aws_records_kinesis_cannot_take_go_to_errors_and_the_rest_goes_on() {
     );
     let e = b.store.get(&errors[0].key).await.unwrap().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
-    assert_eq!(v["partition_key"], "forex:huge");
+    assert_eq!(v["source"]["partition_key"], "forex:huge");
     assert!(
         v["reason"]
             .as_str()
@@ -823,5 +823,5 @@ async fn aws_ingested_lines_travel_aggregated_and_each_is_stored_once() {
         .find(|e| e["data"] == "not a quote")
         .expect("the malformed line under errors/");
     let row = rows.iter().find(|r| r.key == "forex:k1").unwrap();
-    assert_eq!(bad["sequence"], format!("{}:5", row.seq), "{bad}");
+    assert_eq!(bad["source"]["sequence"], format!("{}:5", row.seq), "{bad}");
 }

@@ -312,9 +312,10 @@ pub(crate) fn audit_records(
         for line in body.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             if key.starts_with("errors/") {
+                let src = &v["source"];
                 let id = (
-                    v["shard"].as_str().unwrap().to_string(),
-                    v["sequence"].as_str().unwrap().to_string(),
+                    src["shard"].as_str().unwrap().to_string(),
+                    src["sequence"].as_str().unwrap().to_string(),
                 );
                 let row = by_id
                     .get(&id)

@@ -696,8 +696,9 @@ transforms = [{ plugin = "forex_transform" }]
         .find(|e| e["stage"] == "parse")
         .expect("the malformed line");
     assert_eq!(bad["data"], "not a quote, line 37");
-    assert_eq!(bad["partition_key"], "EUR/USD");
-    let seq = bad["sequence"].as_str().unwrap();
+    assert_eq!(bad["source"]["partition_key"], "EUR/USD");
+    assert_eq!(bad["source"]["feed"], "forex");
+    let seq = bad["source"]["sequence"].as_str().unwrap();
     let (record, sub) = seq.split_once(':').expect("a sub-sequence");
     assert_eq!(sub, "37", "{bad}");
     assert_eq!(record.len(), 20, "the stream record's sequence: {bad}");
@@ -709,8 +710,14 @@ transforms = [{ plugin = "forex_transform" }]
         unpack["reason"].as_str().unwrap().contains("checksum"),
         "{unpack}"
     );
-    assert!(unpack["sequence"].as_str().unwrap().find(':').is_none());
-    assert_eq!(unpack["partition_key"], "corrupt");
+    assert!(
+        unpack["source"]["sequence"]
+            .as_str()
+            .unwrap()
+            .find(':')
+            .is_none()
+    );
+    assert_eq!(unpack["source"]["partition_key"], "corrupt");
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files.

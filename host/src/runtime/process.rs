@@ -171,11 +171,15 @@ fn error_line(
         "reason": reason.to_string(),
         "plugin": plugin.map(|p| p.name().to_string()),
         "plugin_version": plugin.map(|p| p.version()),
-        "feed": feed,
-        "shard": msg.shard,
-        "sequence": r.seq,
-        "partition_key": key,
-        "arrival_time": format_ms(r.t),
+        // Where the record came from, under `source` as in events (which
+        // carry `feed`, `shard`, `sequence` and their `part` there).
+        "source": {
+            "feed": feed,
+            "shard": msg.shard,
+            "sequence": r.seq,
+            "partition_key": key,
+            "arrival_time": format_ms(r.t),
+        },
     });
     obj[data_key] = data;
     if let Some(e) = event {

@@ -99,9 +99,8 @@ impl AwsStream {
     async fn reject(&self, record: &StreamRecord, reason: &str) -> Result<()> {
         let body = serde_json::json!({
             "stage": "stream",
-            "stream": self.name,
             "reason": reason,
-            "partition_key": record.partition_key,
+            "source": { "stream": self.name, "partition_key": record.partition_key },
             "bytes": record.data.len(),
             "data": String::from_utf8_lossy(&record.data),
         });
