@@ -20,7 +20,7 @@ const DLQ: &str = "SELECT COUNT(*) FROM queue_messages WHERE queue = 'e2e-batche
 
 /// Waits for `child` (stdout and stderr sent to files in `dir`) at most
 /// `limit`; kills it and fails the test past that.
-fn finish_within(mut child: Child, dir: &Path, limit: Duration) -> Output {
+pub(crate) fn finish_within(mut child: Child, dir: &Path, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -49,7 +49,7 @@ fn read(dir: &Path, what: &str) -> String {
 }
 
 /// Starts `cmd` with its output in files under `dir`.
-fn start(mut cmd: Command, dir: &Path) -> Child {
+pub(crate) fn start(mut cmd: Command, dir: &Path) -> Child {
     cmd.stdout(std::fs::File::create(dir.join("stdout")).unwrap())
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
         .stdin(Stdio::null())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::faults::{finish_within, start};
 use crate::pipeline::{audit, run_cmd, run_to_end, stream_lines, write_pipeline_with};
 use crate::util::{Spawned, plugin_path, wait_for};
 
@@ -522,5 +523,53 @@ fn the_admin_api_and_sighup_trigger_reloads_and_metrics_count_them() {
     assert!(
         summary.contains("reloads     2 applied, 1 refused"),
         "{summary}"
+    );
+}
+
+/// Issue #16: `run --dev` that can watch nothing says so at once and stops
+/// before the pipeline starts — no cargo workspace around the pipeline
+/// file, or one that builds none of its plugins — instead of running
+/// without watching and saying so only at shutdown.
+#[test]
+fn dev_with_nothing_to_watch_is_refused_before_the_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = crate::pipeline::write_pipeline(dir.path(), "{}", "");
+    let refused = |dir: &Path| {
+        let started = std::time::Instant::now();
+        let out = finish_within(
+            start(run_cmd(&pipeline, &["--dev"]), dir),
+            dir,
+            Duration::from_secs(60),
+        );
+        assert!(!out.status.success(), "refused");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "refused at once, not after a run: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !dir.join("state").join("pipehost.db").exists(),
+            "nothing started"
+        );
+        crate::util::text(&out.stderr)
+    };
+    let said = refused(dir.path());
+    assert!(
+        said.contains("--dev watches the plugin crates of the cargo workspace")
+            && said.contains("there is none at"),
+        "{said}"
+    );
+    // A cargo workspace that builds none of the pipeline's plugins.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"not-a-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+    let said = refused(dir.path());
+    assert!(
+        said.contains("--dev has nothing to watch") && said.contains("builds none of"),
+        "{said}"
     );
 }

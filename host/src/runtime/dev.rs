@@ -120,29 +120,60 @@ async fn build(workspace: &Path, packages: &[String]) -> bool {
     }
 }
 
-/// Watches the source crates of `plugin_files` (found from the cargo
-/// workspace around `pipeline_dir`) and rebuilds them on change, until
-/// cancelled.
-pub async fn run(
-    pipeline_dir: PathBuf,
-    plugin_files: Vec<PathBuf>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    use notify::{EventKind, RecursiveMode, Watcher};
-    let meta = metadata(&pipeline_dir).await?;
+/// What `--dev` watches: the plugin crates of a cargo workspace that build
+/// the pipeline's plugin files.
+pub struct DevWatch {
+    workspace: PathBuf,
+    target: PathBuf,
+    crates: Vec<PluginCrate>,
+}
+
+/// Finds the source crates of `plugin_files` in the cargo workspace around
+/// `pipeline_dir`; refused, saying why and what to do, when there is no
+/// workspace or it builds none of them — before the pipeline starts, not
+/// at its end.
+pub async fn prepare(pipeline_dir: &Path, plugin_files: &[PathBuf]) -> anyhow::Result<DevWatch> {
+    let meta = metadata(pipeline_dir).await.map_err(|e| {
+        anyhow::anyhow!(
+            "--dev watches the plugin crates of the cargo workspace around the pipeline \
+             file, and there is none at {}: {e:#}",
+            pipeline_dir.display()
+        )
+    })?;
     let workspace = PathBuf::from(meta["workspace_root"].as_str().unwrap_or("."));
     let target = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"))
         .join("wasm32-wasip2")
         .join("release");
-    let crates = crates_for(&plugin_files, &plugin_crates(&meta));
+    let crates = crates_for(plugin_files, &plugin_crates(&meta));
     if crates.is_empty() {
-        tracing::warn!(
-            "--dev: no plugin in this pipeline is built by the cargo workspace at {}",
-            workspace.display()
+        let files: Vec<String> = plugin_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        anyhow::bail!(
+            "--dev has nothing to watch: the cargo workspace at {} builds none of this \
+             pipeline's plugins ({}); put the pipeline file in the workspace that builds them",
+            workspace.display(),
+            files.join(", ")
         );
-        return Ok(());
     }
-    warn_of_copies(&plugin_files, &crates, &target);
+    warn_of_copies(plugin_files, &crates, &target);
+    Ok(DevWatch {
+        workspace,
+        target,
+        crates,
+    })
+}
+
+/// Watches the source crates `prepare` found and rebuilds them on change,
+/// until cancelled.
+pub async fn run(dev: DevWatch, cancel: CancellationToken) -> anyhow::Result<()> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let DevWatch {
+        workspace,
+        target,
+        crates,
+    } = dev;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PathBuf>(256);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
@@ -188,10 +219,53 @@ pub async fn run(
         }
         if !packages.is_empty() {
             let list: Vec<String> = packages.into_iter().collect();
-            build(&workspace, &list).await;
+            let before = artifacts(&crates, &list, &target);
+            if build(&workspace, &list).await {
+                report_rebuild(&before, &artifacts(&crates, &list, &target));
+            }
         }
     }
     Ok(())
+}
+
+/// The SHA-256 of each built `.wasm` of `packages` (`None`: not built).
+fn artifacts(
+    crates: &[PluginCrate],
+    packages: &[String],
+    target: &Path,
+) -> Vec<(String, Option<String>)> {
+    crates
+        .iter()
+        .filter(|c| packages.contains(&c.package))
+        .map(|c| {
+            let file = target.join(format!("{}.wasm", c.artifact));
+            let sha = std::fs::read(&file)
+                .ok()
+                .map(|b| crate::util::hex::sha256(&b));
+            (c.artifact.clone(), sha)
+        })
+        .collect()
+}
+
+/// Says what a successful rebuild changed: a new version (the watcher
+/// reloads it) or the same bytes (nothing to reload).
+fn report_rebuild(before: &[(String, Option<String>)], after: &[(String, Option<String>)]) {
+    for ((name, old), (_, new)) in before.iter().zip(after) {
+        match new {
+            Some(sha) if Some(sha) != old.as_ref() => {
+                tracing::info!(
+                    "--dev: rebuilt {name}: new version {}; reloading",
+                    &sha[..12]
+                );
+            }
+            Some(_) => {
+                tracing::info!(
+                    "--dev: rebuilt {name}: unchanged (the same .wasm); nothing to reload"
+                );
+            }
+            None => tracing::warn!("--dev: rebuilt, but {name}.wasm is not in the build output"),
+        }
+    }
 }
 
 /// Warns of each plugin file built by a watched crate that is not the

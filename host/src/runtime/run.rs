@@ -26,6 +26,12 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
     metrics::handle();
     // Reload requests: file changes, SIGHUP and the admin API.
     let hangups = Hangups::catch()?;
+    // `--dev` finds what it watches first: nothing to watch stops the run
+    // before anything starts.
+    let dev = match opts.dev {
+        true => Some(super::dev::prepare(&plan_dir(&plan), &plugin_files(&plan)).await?),
+        false => None,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let start = StartOptions {
         stages: opts.stages,
@@ -33,7 +39,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         reloads: Some(tx.clone()),
     };
     let mut pipeline = Pipeline::start(plan, start).await?;
-    let mut triggers = Triggers::start(&pipeline, &opts, (tx, rx), hangups)?;
+    let mut triggers = Triggers::start(&pipeline, &opts, (tx, rx), hangups, dev)?;
     let mut status = StatusLine::new(opts.status);
     let deadline = opts.duration.map(|d| started + d);
     let ended = supervise(
@@ -53,6 +59,18 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions) -> anyhow::Result<RunReport>
         elapsed: started.elapsed(),
         drained,
     })
+}
+
+/// The folder of the pipeline file (`.` for a bare file name).
+fn plan_dir(plan: &Plan) -> std::path::PathBuf {
+    plan.file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| ".".into(), |p| p.to_owned())
+}
+
+fn plugin_files(plan: &Plan) -> Vec<std::path::PathBuf> {
+    plan.plugins().map(|p| p.path.clone()).collect()
 }
 
 /// Runs reloads and housekeeping until the run should end (a reload is

@@ -68,13 +68,14 @@ pub(super) struct Triggers {
 
 impl Triggers {
     /// Starts the triggers `opts` asks for — file watching, `hangups` and
-    /// `--dev` — sending on `tx`, the channel the pipeline's admin API
-    /// sends on too; `rx` is its other end.
+    /// `--dev` (what [`dev::prepare`] found) — sending on `tx`, the channel
+    /// the pipeline's admin API sends on too; `rx` is its other end.
     pub fn start(
         pipeline: &Pipeline,
         opts: &RunOptions,
         (tx, rx): (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
         hangups: Hangups,
+        dev: Option<dev::DevWatch>,
     ) -> anyhow::Result<Self> {
         let plan = pipeline.plan();
         let cancel = pipeline.child_token();
@@ -83,18 +84,7 @@ impl Triggers {
             false => None,
         };
         forward_sighup(hangups, tx.clone(), cancel.clone());
-        let dev = opts.dev.then(|| {
-            let dir = plan
-                .file
-                .parent()
-                .map(|p| p.to_owned())
-                .filter(|p| !p.as_os_str().is_empty());
-            tokio::spawn(dev::run(
-                dir.unwrap_or_else(|| ".".into()),
-                plan.plugins().map(|p| p.path.clone()).collect(),
-                cancel.child_token(),
-            ))
-        });
+        let dev = dev.map(|watch| tokio::spawn(dev::run(watch, cancel.child_token())));
         Ok(Self {
             tx,
             rx,
