@@ -296,22 +296,21 @@ fn a_locked_database_dead_letters_nothing() {
     );
 }
 
-/// Two feeds' records in one batch, one feed's transform trapping on every
-/// call: the other feed's records are stored all the same; only the
-/// trapping feed's records end in the dead-letter queue.
-#[test]
-fn one_feeds_failing_plugin_does_not_fail_the_other_feeds_records() {
+/// A run of two feeds on one shard — `stock`, and `feed` whose transform is
+/// the hostile plugin (`transform` is its table in pipeline.toml) — over
+/// 20 stock records with one of `feed`'s (ticker `mode`, which the
+/// hostile transform acts on) among them, all in one batch. Asserts what
+/// must hold whatever the plugin does: the run ends, `feed`'s batch is
+/// dead-lettered, every stock record is stored once and `feed` has no
+/// object. Returns the run's output.
+fn run_beside_a_hostile_feed(feed: &str, transform: &str, mode: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let feeds = r#"
-[feeds.stock]
-parser = { plugin = "stock_parser" }
-
-[feeds.trapfeed]
-parser = { plugin = "stock_parser" }
-transforms = [{ plugin = "hostile" }]
-"#;
-    let pipeline = write_pipeline_with(dir.path(), feeds, "");
+    let feeds = format!(
+        "\n[feeds.stock]\nparser = {{ plugin = \"stock_parser\" }}\n\n\
+         [feeds.{feed}]\nparser = {{ plugin = \"stock_parser\" }}\ntransforms = [{transform}]\n"
+    );
+    let pipeline = write_pipeline_with(dir.path(), &feeds, "");
     let text_ = std::fs::read_to_string(&pipeline).unwrap();
     std::fs::write(&pipeline, text_.replace("shards = 3", "shards = 1")).unwrap();
     let mut records: Vec<StreamRecord> = (0..20)
@@ -323,8 +322,8 @@ transforms = [{ plugin = "hostile" }]
     records.insert(
         7,
         StreamRecord {
-            partition_key: "trapfeed:TRAP".into(),
-            data: b"2026-11-23T08:00:00Z,TRAP,1.0,1,1.0,NYSE".to_vec(),
+            partition_key: format!("{feed}:{mode}"),
+            data: format!("2026-11-23T08:00:00Z,{mode},1.0,1,1.0,NYSE").into_bytes(),
         },
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -336,7 +335,7 @@ transforms = [{ plugin = "hostile" }]
     let out = finish_within(start(cmd, dir.path()), dir.path(), Duration::from_secs(90));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    // The trapping feed's batch ends in the dead-letter queue...
+    // The hostile feed's batch ends in the dead-letter queue...
     assert_eq!(count(&state, DLQ), 1, "{stdout}");
     // ...and every stock record of it is stored once, as an event.
     let rows: Vec<StreamRow> = stream_rows(&state)
@@ -346,9 +345,18 @@ transforms = [{ plugin = "hostile" }]
     let a = audit_records(&rows, &objects(&state), &|| stdout.clone());
     assert_eq!((a.records, a.events), (20, 20), "{a:?}");
     assert!(
-        !objects(&state).keys().any(|k| k.contains("trapfeed")),
-        "no object for the failed feed"
+        !objects(&state).keys().any(|k| k.contains(feed)),
+        "no object for the failed feed {feed}"
     );
+    out
+}
+
+/// Two feeds' records in one batch, one feed's transform trapping on every
+/// call: the other feed's records are stored all the same; only the
+/// trapping feed's records end in the dead-letter queue.
+#[test]
+fn one_feeds_failing_plugin_does_not_fail_the_other_feeds_records() {
+    run_beside_a_hostile_feed("trapfeed", r#"{ plugin = "hostile" }"#, "TRAP");
 }
 
 /// Issue #14 item 1 in `pipehost run`: a transform that sleeps an hour in
@@ -358,63 +366,18 @@ transforms = [{ plugin = "hostile" }]
 /// is reported, and the other feed's records in the same batch are stored.
 #[test]
 fn a_plugin_sleeping_in_a_wasi_call_dead_letters_its_feeds_records_and_the_rest_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let feeds = r#"
-[feeds.stock]
-parser = { plugin = "stock_parser" }
-
-[feeds.sleepy]
-parser = { plugin = "stock_parser" }
-transforms = [{ plugin = "hostile", timeout = "300ms" }]
-"#;
-    let pipeline = write_pipeline_with(dir.path(), feeds, "");
-    let text_ = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, text_.replace("shards = 3", "shards = 1")).unwrap();
-    let mut records: Vec<StreamRecord> = (0..20)
-        .map(|i| StreamRecord {
-            partition_key: "stock:AAPL".into(),
-            data: format!("2026-11-23T08:00:{i:02}Z,AAPL,189.{i},300,187.50,NASDAQ").into_bytes(),
-        })
-        .collect();
-    // The hostile transform's mode is its first event's key: `sleep`.
-    records.insert(
-        3,
-        StreamRecord {
-            partition_key: "sleepy:SLEEP".into(),
-            data: b"2026-11-23T08:00:00Z,SLEEP,1.0,1,1.0,NYSE".to_vec(),
-        },
-    );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let b = local_backend_one_shard(&state);
-        b.stream.put(records, None).await.unwrap();
-    });
     let started = Instant::now();
-    let cmd = run_cmd(&pipeline, &["--max-records", "0"]);
-    let out = finish_within(start(cmd, dir.path()), dir.path(), Duration::from_secs(90));
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let transform = r#"{ plugin = "hostile", timeout = "300ms" }"#;
+    let out = run_beside_a_hostile_feed("sleepy", transform, "SLEEP");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the run drained in {:?}",
         started.elapsed()
     );
+    let stderr = text(&out.stderr);
     assert!(
         stderr.contains("deadline"),
         "the deadline is reported:\n{stderr}"
-    );
-    assert_eq!(count(&state, DLQ), 1, "{stdout}");
-    let rows: Vec<StreamRow> = stream_rows(&state)
-        .into_iter()
-        .filter(|r| r.key.starts_with("stock:"))
-        .collect();
-    let a = audit_records(&rows, &objects(&state), &|| stdout.clone());
-    assert_eq!((a.records, a.events), (20, 20), "{a:?}");
-    assert!(
-        !objects(&state).keys().any(|k| k.contains("sleepy")),
-        "no object for the sleeping feed"
     );
 }
 
