@@ -64,6 +64,22 @@ pub(super) fn backends_named_outside(tree: &[SourceFile], allowed: &[(&str, &str
         .collect()
 }
 
+/// Files outside `dirs` that name the item `name` at all (in code, not in
+/// comments or strings), test code included: e.g. only `backend/` (which
+/// opens the provider a plan names), `plan/` and `cli/` see `BackendPlan`.
+pub(super) fn named_only_in(tree: &[SourceFile], name: &str, dirs: &[&str]) -> Findings {
+    tree.iter()
+        .filter(|f| !dirs.iter().any(|d| f.path.starts_with(d)))
+        .flat_map(|f| {
+            tokenize(&f.text)
+                .into_iter()
+                .filter(|(t, _)| matches!(t, Tok::Ident(w) if w == name))
+                .map(|(_, line)| format!("{}:{line}: names `{name}`", f.path))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Only files under `dir` name the external crates `is_theirs` picks.
 pub(super) fn crates_only_in(
     tree: &[SourceFile],

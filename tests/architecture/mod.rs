@@ -22,7 +22,7 @@ mod tokens;
 use graph::cycles;
 use imports::{
     backends_named_outside, crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate,
-    is_wasm_crate, leaf, plugin_is_a_leaf,
+    is_wasm_crate, leaf, named_only_in, plugin_is_a_leaf,
 };
 use reader::host_tree;
 
@@ -126,6 +126,16 @@ fn only_backend_and_cli_name_a_backend() {
     assert_clean(
         "outside `backend/` and `cli/`, no code but tests names `backend::aws` or `backend::local`",
         backends_named_outside(&host_tree(), &[LAMBDA_ROLE]),
+        &[],
+    );
+}
+
+#[test]
+fn only_backend_plan_and_cli_match_on_the_backend_plan() {
+    assert_clean(
+        "what the runtime must know of a provider is a method of `Backend`, never a match \
+         on the plan: only `backend/`, `plan/` and `cli/` name `BackendPlan`",
+        named_only_in(&host_tree(), "BackendPlan", &["backend/", "plan/", "cli/"]),
         &[],
     );
 }

@@ -5,7 +5,7 @@ use super::assert_clean;
 use super::graph::cycles;
 use super::imports::{
     backends_named_outside, crates_only_in, io_in_plan_and_config, is_aws_crate, is_sqlite_crate,
-    is_wasm_crate, leaf, plugin_is_a_leaf,
+    is_wasm_crate, leaf, named_only_in, plugin_is_a_leaf,
 };
 use super::reader::{SourceFile, render, uses};
 use super::size;
@@ -186,6 +186,26 @@ fn a_backend_named_outside_backend_and_cli_fails() {
         ]
     );
     assert_eq!(backends_named_outside(&tree, &[]).len(), 3);
+}
+
+#[test]
+fn a_match_on_the_backend_plan_outside_backend_plan_and_cli_fails() {
+    let tree = fake(&[
+        (
+            "backend/mod.rs",
+            "fn open(p: &Plan) { match p { BackendPlan::Aws(a) => {} } }",
+        ),
+        ("cli/run.rs", "use crate::plan::BackendPlan;"),
+        (
+            "runtime/mod.rs",
+            "// BackendPlan in a comment\nfn f() { let s = \"BackendPlan\"; }\n\
+             fn g(p: &Plan) { if let crate::plan::BackendPlan::Aws(_) = p.backend {} }",
+        ),
+    ]);
+    assert_eq!(
+        named_only_in(&tree, "BackendPlan", &["backend/", "plan/", "cli/"]),
+        ["runtime/mod.rs:3: names `BackendPlan`"]
+    );
 }
 
 #[test]
