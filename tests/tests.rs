@@ -23,6 +23,7 @@ mod lambda;
 mod loading;
 mod pipeline;
 mod reload;
+mod requestlog;
 mod web;
 
 #[path = "support/fault_proxy.rs"]
