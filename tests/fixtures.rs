@@ -61,11 +61,9 @@ const GOOD_LINE: &str =
 
 #[test]
 fn a_wrong_expectation_fails_with_a_diff_and_exit_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = dir.path().join("wrong.toml");
-    std::fs::write(
-        &fixture,
-        format!(
+    let (code, stdout) = run_fixture(
+        "wrong.toml",
+        &format!(
             r#"
 plugin = "forex_parser"
 world = "parser"
@@ -81,16 +79,8 @@ input = [ {{ data = '{GOOD_LINE}' }} ]
 expect = [ {{ error = "no such error" }} ]
 "#
         ),
-    )
-    .unwrap();
-    let out = pipehost(&[
-        "test",
-        fixture.to_str().unwrap(),
-        "--plugin-dir",
-        plugin_dir().to_str().unwrap(),
-    ]);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    );
+    assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(tally(&stdout), (0, 2), "{stdout}");
     assert!(
         stdout.contains("FAIL") && stdout.contains("bid is wrong on purpose"),
@@ -149,16 +139,26 @@ fn a_missing_plugin_fails_every_case_naming_the_file() {
 
 const TRADE: &str = "2026-11-23T08:00:00Z,AAPL,189.23,300,187.50,NASDAQ";
 
+/// `pipehost test` on a fixture file `name` holding `body`, with the
+/// shipped plugins: its exit code and stdout.
 fn run_fixture(name: &str, body: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join(name);
     std::fs::write(&fixture, body).unwrap();
-    let out = pipehost(&[
+    pipehost_test(&fixture, &[])
+}
+
+/// `pipehost test FIXTURE --plugin-dir <shipped plugins> EXTRA…`.
+fn pipehost_test(fixture: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    let plugins = plugin_dir();
+    let mut args = vec![
         "test",
         fixture.to_str().unwrap(),
         "--plugin-dir",
-        plugin_dir().to_str().unwrap(),
-    ]);
+        plugins.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = pipehost(&args);
     (out.status.code(), text(&out.stdout))
 }
 
@@ -319,21 +319,7 @@ expect = [
 "#
     );
     std::fs::write(&fixture, &original).unwrap();
-    let plugins = plugin_dir();
-    let run = |accept: bool| {
-        let mut args = vec![
-            "test",
-            fixture.to_str().unwrap(),
-            "--plugin-dir",
-            plugins.to_str().unwrap(),
-        ];
-        if accept {
-            args.push("--accept");
-        }
-        let out = pipehost(&args);
-        (out.status.code(), text(&out.stdout))
-    };
-    let (code, stdout) = run(true);
+    let (code, stdout) = pipehost_test(&fixture, &["--accept"]);
     assert_eq!(code, Some(0), "every failure accepted: {stdout}");
     assert!(stdout.contains("records 1, 2 differ"), "{stdout}");
     assert!(stdout.contains("accepted 1 case(s)"), "{stdout}");
@@ -357,7 +343,7 @@ expect = [
     );
     assert!(rewritten.contains(r#"exchange = "NASDAQ""#), "{rewritten}");
     assert!(!rewritten.contains("no such reason"), "{rewritten}");
-    let (code, stdout) = run(false);
+    let (code, stdout) = pipehost_test(&fixture, &[]);
     assert_eq!(
         code,
         Some(0),
